@@ -1,0 +1,1 @@
+"""aejax: the autoencoder family in JAX/Flax."""
