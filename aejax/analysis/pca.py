@@ -1,0 +1,52 @@
+"""PCA as the reference for an autoencoder with code size k (Baldi & Hornik 1989; Hinton & Salakhutdinov 2006).
+
+A linear autoencoder with squared error spans the top-k principal subspace, so PCA's reconstruction error at
+the same code size is the baseline a nonlinear autoencoder must beat. scikit-learn's PCA is the reference.
+"""
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+
+def pca_reconstruction_error(train_x: np.ndarray, test_x: np.ndarray, k: int) -> np.ndarray:
+    """Fits PCA with k components on train_x and reconstructs test_x.
+
+    Args:
+      train_x: [N, ...] training inputs (flattened per example).
+      test_x: [M, ...] test inputs.
+      k: code size; must be <= min(N, D).
+
+    Returns:
+      [M] squared error per test example, summed over pixels (same units as the AE's `sq_err`).
+
+    Raises:
+      ValueError: if k is out of range.
+    """
+    a = train_x.reshape(len(train_x), -1).astype(np.float64)
+    b = test_x.reshape(len(test_x), -1).astype(np.float64)
+    if not 1 <= k <= min(a.shape):
+        raise ValueError(f"PCA code size k={k} must be in [1, {min(a.shape)}].")
+    pca = PCA(n_components=k, svd_solver="full").fit(a)
+    recon = pca.inverse_transform(pca.transform(b))
+    return np.square(recon - b).sum(axis=1)
+
+
+def embed_2d(codes: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple[np.ndarray, str]:
+    """[N, K] codes -> ([N, 2] points, description). K == 2 codes are returned as they are.
+
+    Raises:
+      ValueError: for an unknown method (known: "pca", "tsne").
+    """
+    if codes.shape[1] == 2:
+        return codes, "code"
+    if codes.shape[1] == 1:
+        return np.concatenate([codes, np.zeros_like(codes)], axis=1), "code (1-D)"
+    if method == "pca":
+        return PCA(n_components=2).fit_transform(codes), "PCA of codes"
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = min(30.0, (len(codes) - 1) / 3)
+        tsne = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity)
+        return tsne.fit_transform(codes), "t-SNE of codes"
+    raise ValueError(f"Unknown embedding {method!r}. Known: pca, tsne.")

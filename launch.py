@@ -1,0 +1,48 @@
+"""Launches an aejax experiment from an ml-collections config.
+
+  python launch.py                                           # the main job: configs/mnist_ae.py
+  python launch.py --config=configs/mnist_ae.py:code2 --config.num_epochs=10 --workdir=runs/code2
+
+A workdir that holds checkpoints is resumed from the latest one. The default workdir is runs/<config>[_<arg>].
+"""
+
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+DEFAULT_CONFIG = "configs/mnist_ae.py"
+
+config_flags.DEFINE_config_file(
+    "config",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), DEFAULT_CONFIG),
+    "Config file, optionally with an argument: path/to/config.py:arg.",
+    lock_config=True,
+)
+flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, figures and results go.")
+
+
+def default_workdir(config_flag: str) -> str:
+    path, _, arg = config_flag.partition(":")
+    name = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join("runs", name + (f"_{arg.replace(',', '_')}" if arg else ""))
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; -v 0 brings it back
+    from aejax import (
+        train,
+    )  # after flag parsing: importing JAX is slow, `--help` should not wait for it
+
+    workdir = flags.FLAGS.workdir or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
+    print(f"workdir: {os.path.abspath(workdir)}")
+    results = train.train_and_evaluate(flags.FLAGS.config, workdir)
+    summary = {k: results[k] for k in ("test_sq_err", "pca_sq_err", "train_time_s") if k in results}
+    print(f"Done. {summary}. Results, figures and TensorBoard logs in {os.path.abspath(workdir)}")
+
+
+if __name__ == "__main__":
+    app.run(main)

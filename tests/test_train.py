@@ -1,0 +1,131 @@
+"""End to end: the real launch.py path on the runlocal config, kill-and-resume equality, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from aejax import train
+from configs import mnist_ae
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def _config(data_dir, **overrides):
+    config = mnist_ae.get_config("runlocal")
+    config.data_dir = data_dir
+    for key, value in overrides.items():
+        config[key] = value
+    return config
+
+
+def _final_params(workdir, step):
+    restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
+    return restored["params"]
+
+
+def test_launch_py_end_to_end(tmp_path, data_dir):
+    workdir = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "launch.py",
+        "--config=configs/mnist_ae.py:runlocal",
+        f"--workdir={workdir}",
+        f"--config.data_dir={data_dir}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["num_train"] == 4000 and results["num_test"] == 1000
+    assert results["num_steps"] == 20 and results["code_dim"] == 8
+    assert np.isfinite(results["test_sq_err"]) and np.isfinite(results["pca_sq_err"])
+    for name in (
+        "reconstructions.png",
+        "latent.png",
+        "loss_curves.png",
+        "metrics.jsonl",
+        "config.json",
+    ):
+        assert (workdir / name).stat().st_size > 0, name
+    assert list((workdir / "tb").iterdir()), "no TensorBoard event file"
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert {r["step"] for r in rows if "loss" in r} == {5, 10, 15, 20}
+    assert any("eval/sq_err" in r for r in rows)
+
+
+def test_config_typo_fails_with_suggestion(tmp_path):
+    cmd = [sys.executable, "launch.py", f"--workdir={tmp_path}", "--config.num_epoch=3"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "num_epochs" in proc.stderr and "Did you mean" in proc.stderr
+
+
+def test_kill_and_resume_gives_the_same_parameters(tmp_path, data_dir, monkeypatch):
+    ref = train.train_and_evaluate(_config(data_dir), str(tmp_path / "ref"))
+
+    real = train.ts.make_train_step
+
+    def dying_step_factory(*args, **kwargs):
+        step_fn, calls = real(*args, **kwargs), []
+
+        def step(state, batch):
+            calls.append(1)
+            if len(calls) > 13:  # killed after step 13; the last checkpoint is at step 10
+                raise KeyboardInterrupt
+            return step_fn(state, batch)
+
+        return step
+
+    workdir = str(tmp_path / "resumed")
+    monkeypatch.setattr(train.ts, "make_train_step", dying_step_factory)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_and_evaluate(_config(data_dir), workdir)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10"]
+    monkeypatch.setattr(train.ts, "make_train_step", real)
+    resumed = train.train_and_evaluate(_config(data_dir), workdir)
+
+    a, b = _final_params(str(tmp_path / "ref"), 20), _final_params(workdir, 20)
+    for name in a:
+        for leaf in a[name]:
+            np.testing.assert_array_equal(a[name][leaf], b[name][leaf], err_msg=f"{name}/{leaf}")
+    assert resumed["test_sq_err"] == ref["test_sq_err"]
+
+
+def test_non_finite_loss_stops_with_step_and_term_and_keeps_last_checkpoint(tmp_path, data_dir):
+    config = _config(data_dir)
+    config.optimizer.learning_rate = 1e30  # diverges within a few steps
+    config.optimizer.schedule = "constant"
+    workdir = str(tmp_path / "nan")
+    with pytest.raises(train.NonFiniteLossError, match=r"in train step \d+: (loss|param_norm|grad_norm)"):
+        train.train_and_evaluate(config, workdir)
+    saved = (
+        os.listdir(os.path.join(workdir, "checkpoints"))
+        if os.path.isdir(os.path.join(workdir, "checkpoints"))
+        else []
+    )
+    for step in saved:  # any checkpoint that was written holds finite parameters
+        params = _final_params(workdir, int(step))
+        assert all(np.isfinite(v).all() for layer in params.values() for v in layer.values())
+
+
+def test_bad_batch_size_and_unknown_names_fail_before_training(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="does not divide over 4 devices"):
+        train.train_and_evaluate(_config(data_dir, batch_size=30), str(tmp_path / "a"))
+    config = _config(data_dir)
+    config.model_name = "nope"
+    with pytest.raises(KeyError, match="Known models"):
+        train.train_and_evaluate(config, str(tmp_path / "b"))
+    with pytest.raises(KeyError, match="Known likelihoods"):
+        train.train_and_evaluate(_config(data_dir, likelihood="poisson"), str(tmp_path / "c"))
+    with pytest.raises(KeyError, match="mnist5k"):
+        train.train_and_evaluate(_config(data_dir, dataset="not_a_dataset"), str(tmp_path / "d"))
+    assert not os.path.exists(tmp_path / "a" / "checkpoints")
