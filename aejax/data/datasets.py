@@ -1,0 +1,123 @@
+"""Whole splits as in-memory arrays: the bundled TFDS builders, or any prepared TFDS catalog set.
+
+Every bundled set fits in memory, so a split is read once into numpy (the loaders in
+`aejax.data.pipeline` batch it); nothing is cached here besides what TFDS writes to `data_dir`.
+"""
+
+import importlib
+import pkgutil
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from aejax.data import builders
+
+# Catalog sets whose uint8 pixels are already 0/1, not 0..255.
+_BINARY_CATALOG = frozenset({"binarized_mnist"})
+_CHUNK = 1024
+
+
+class Split(NamedTuple):
+    """One split in memory.
+
+    Attributes:
+      images: [N, H, W, C] float32 pixels in [0, 1] (C = 1 for grayscale).
+      labels: [N] int32 class labels (-1 where the dataset has none).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def _discover_bundled() -> tuple[str, ...]:
+    # One module per dataset in `aejax.data.builders`; `_`-prefixed modules are helpers.
+    names = (m.name for m in pkgutil.iter_modules(builders.__path__))
+    return tuple(sorted(n for n in names if not n.startswith("_")))
+
+
+BUNDLED: tuple[str, ...] = _discover_bundled()
+
+
+def _bundled_source(name: str, split: str, data_dir: str | None, manual_dir: str | None):
+    # Importing the module registers its builder with TFDS under `name`.
+    importlib.import_module(f"{builders.__name__}.{name}")
+    builder = tfds.builder_cls(name)(data_dir=data_dir, file_format="array_record")
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
+    )
+    return builder.as_data_source(split=split)
+
+
+def _catalog_source(name: str, base: str, split: str, data_dir: str | None):
+    how = (
+        f"Bundled datasets (no download): {', '.join(BUNDLED)}. Other names are TFDS catalog "
+        "datasets and must be prepared in data_dir first (e.g. with TensorFlow and internet: "
+        "`tfds build mnist --file_format=array_record`)."
+    )
+    if base not in tfds.list_builders(with_community_datasets=False):
+        raise KeyError(f"Unknown dataset {name!r}. {how}")
+    try:
+        # Random access needs array_record; TFDS only defaults to it when data_dir is None.
+        return tfds.data_source(
+            name, split=split, data_dir=data_dir, builder_kwargs={"file_format": "array_record"}
+        )
+    except Exception as e:  # TFDS raises many types (ImportError without TF, network errors, ...)
+        raise ValueError(f"Could not prepare or read TFDS dataset {name!r}: {e}\n{how}") from e
+
+
+def _read_all(source, *, binary: bool) -> Split:
+    info = source.dataset_info
+    image_key, label_key = info.supervised_keys or ("image", None)
+    n = len(source)
+    if n == 0:
+        raise ValueError(f"Split {source.split!r} of {info.name!r} is empty.")
+    images, labels = [], []
+    # __getitems__ reads a chunk of records at once, much faster than source[i] one by one.
+    for start in range(0, n, _CHUNK):
+        records = source.__getitems__(list(range(start, min(start + _CHUNK, n))))
+        images.append(np.stack([r[image_key] for r in records]))
+        if label_key is not None:
+            labels.append(np.asarray([r[label_key] for r in records]))
+    raw = np.concatenate(images)
+    x = raw.astype(np.float32)
+    if raw.dtype == np.uint8 and not binary:
+        x /= np.float32(255.0)
+    if x.ndim == 3:  # [N, H, W] grayscale -> [N, H, W, 1]
+        x = x[..., None]
+    y = np.concatenate(labels).astype(np.int32) if labels else np.full((n,), -1, np.int32)
+    return Split(images=x, labels=y)
+
+
+def load_split(
+    name: str, split: str, *, data_dir: str | None = None, manual_dir: str | None = None
+) -> Split:
+    """Loads a whole split into memory, preparing a bundled dataset on first use.
+
+    Bundled names (`BUNDLED`: `digits`, `mnist5k`, `mnist_idx`) are built with their TFDS builder
+    into `data_dir` as array_record (once; later calls only read). Any other name goes to the TFDS
+    catalog through `tfds.data_source` (needs the dataset prepared in `data_dir`, or TensorFlow and
+    internet to prepare it).
+
+    Args:
+      name: dataset name, e.g. "mnist5k", or a TFDS catalog name such as "mnist".
+      split: TFDS split, e.g. "train", "test", "train[:10%]".
+      data_dir: TFDS data directory; None -> TFDS default (`TFDS_DATA_DIR` or
+        `~/tensorflow_datasets`).
+      manual_dir: directory of manually downloaded files (`mnist_idx` reads its IDX files there);
+        None -> `<data_dir>/downloads/manual/`.
+
+    Returns:
+      `Split(images [N, H, W, C] float32 in [0, 1], labels [N] int32)`; uint8 pixels are divided
+      by 255 (except the already-binary `binarized_mnist`).
+
+    Raises:
+      KeyError: if `name` is neither bundled nor in the TFDS catalog (the message lists `BUNDLED`).
+      ValueError: if a catalog dataset cannot be prepared or read, or the split is empty.
+      FileNotFoundError: if `mnist_idx`'s IDX files are missing (the message says where to put
+        them).
+    """
+    if name in BUNDLED:
+        return _read_all(_bundled_source(name, split, data_dir, manual_dir), binary=False)
+    base = name.split(":")[0].split("/")[0]  # "mnist:3.0.1", "mnist/config" -> "mnist"
+    return _read_all(_catalog_source(name, base, split, data_dir), binary=base in _BINARY_CATALOG)

