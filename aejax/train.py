@@ -11,7 +11,7 @@ import ml_collections
 import numpy as np
 from tqdm import tqdm
 
-from aejax import checkpoint, objective, optim, plots, sharding
+from aejax import checkpoint, objectives, optim, plots, sharding
 from aejax import train_step as ts
 from aejax.analysis import pca
 from aejax.data import datasets, pipeline
@@ -80,7 +80,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     model = get_model(config.model_name, input_shape=train_split.images.shape[1:], **config.model)
     likelihood = get_likelihood(config.likelihood)
     tx = optim.make_optimizer(config.optimizer, num_steps)
-    loss_fn = objective.make_loss_fn(model, likelihood)
+    objective = objectives.from_config(config, model, likelihood)
 
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
 
@@ -95,8 +95,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if start and jax.process_index() == 0:
         print(f"Resuming from the checkpoint at step {start} of {num_steps} in {workdir}")
 
-    train_step = ts.make_train_step(loss_fn, tx, mesh)
-    eval_step = ts.make_eval_step(objective.make_eval_fn(model, likelihood), mesh)
+    train_step = ts.make_train_step(objective.loss_fn, tx, mesh, project=objective.project)
+    eval_step = ts.make_eval_step(objective.eval_fn, mesh)
     writer = MetricWriter(workdir)
     window, window_start, t_window = [], start, time.perf_counter()
     t_start, examples_per_s = time.perf_counter(), []

@@ -38,8 +38,16 @@ def init_state(params, tx: optax.GradientTransformation, rng: jax.Array) -> Trai
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
 
 
-def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, mesh: Mesh):
+def make_train_step(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    project: Callable[[Any], Any] | None = None,
+):
     """One data-parallel update, jitted once with explicit shardings; the old state is donated.
+
+    `project` (params -> params) runs after each update, e.g. renormalising dictionary columns (PSD).
 
     Returns:
       step_fn(state, batch) -> (new_state, metrics): metrics is a dict of replicated scalars with the loss
@@ -52,6 +60,8 @@ def make_train_step(loss_fn: LossFn, tx: optax.GradientTransformation, mesh: Mes
         (loss, metrics), grads = grad_fn(state.params, batch, rng, state.step)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        if project is not None:
+            params = project(params)
         metrics = {
             **metrics,
             "loss": loss,

@@ -17,11 +17,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from aejax import objective, sharding
+from aejax import sharding
 from aejax import train_step as ts
 from aejax.data.pipeline import InMemoryLoader
 from aejax.likelihoods import get_likelihood
 from aejax.models import get_model
+from aejax.objectives import autoencoder as objective
 
 
 def _time(fn, steps: int, repeats: int = 3) -> float:

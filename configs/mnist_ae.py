@@ -39,6 +39,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         )
     )
     c.likelihood = "bernoulli"
+    c.objective = "autoencoder"
+    # Denoising: name in aejax.corruptions ("gaussian", "masking", "salt_and_pepper") or "none"; the
+    # corruption reads the hyperparameters it takes (sigma, nu) from here. Emphasis: Vincent et al. 2010.
+    c.corruption = ml_collections.ConfigDict(
+        dict(name="none", sigma=0.3, nu=0.25, emphasis_alpha=1.0, emphasis_beta=1.0)
+    )
+    # Penalties: regularizer name -> dict(weight=..., [warmup_steps=...], **hparams); see aejax/regularizers.
+    c.regularizers = ml_collections.ConfigDict()
 
     c.batch_size = 128
     c.num_epochs = 60

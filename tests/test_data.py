@@ -90,9 +90,7 @@ def test_mnist_idx_end_to_end(tmp_path):
     manual = tmp_path / "manual"
     manual.mkdir()
     expected = {}
-    for (split, (img_name, lbl_name)), n, gz in zip(
-        IDX_NAMES.items(), (12, 5), (False, True), strict=True
-    ):
+    for (split, (img_name, lbl_name)), n, gz in zip(IDX_NAMES.items(), (12, 5), (False, True), strict=True):
         images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
         labels = rng.integers(0, 10, (n,), dtype=np.uint8)
         write_idx(manual / img_name, images, gz)
@@ -103,9 +101,7 @@ def test_mnist_idx_end_to_end(tmp_path):
         assert got.images.shape == (len(labels), 28, 28, 1) and got.images.dtype == np.float32
         assert got.labels.dtype == np.int32
         # TFDS stores examples in its own (deterministic) order: compare as multisets.
-        np.testing.assert_array_equal(
-            rows_sorted(got.images, got.labels), rows_sorted(images, labels)
-        )
+        np.testing.assert_array_equal(rows_sorted(got.images, got.labels), rows_sorted(images, labels))
 
 
 def test_mnist_idx_missing_file_is_named(tmp_path):
@@ -180,9 +176,7 @@ class TinyUnlabelled(tfds.core.GeneratorBasedBuilder):
     def _info(self):
         return tfds.core.DatasetInfo(
             builder=self,
-            features=tfds.features.FeaturesDict(
-                {"image": tfds.features.Tensor(shape=(2, 3, 1), dtype=np.uint8)}
-            ),
+            features=tfds.features.FeaturesDict({"image": tfds.features.Tensor(shape=(2, 3, 1), dtype=np.uint8)}),
         )
 
     def _split_generators(self, dl_manager):

@@ -54,9 +54,7 @@ def test_score_equals_autodiff_of_log_prob(name):
 def test_log_prob_matches_scipy(name):
     gm = MIXTURES[name]()
     x = _probe_points(gm, seed=1)
-    np.testing.assert_allclose(
-        gm.log_prob(x), _scipy_log_prob(gm, x.astype(np.float64)), rtol=1e-5, atol=1e-4
-    )
+    np.testing.assert_allclose(gm.log_prob(x), _scipy_log_prob(gm, x.astype(np.float64)), rtol=1e-5, atol=1e-4)
 
 
 def test_log_prob_integrates_to_one():
@@ -125,9 +123,7 @@ def test_linear_gaussian_tweedie_is_the_least_squares_line():
     slope = s**2 / (s**2 + sigma**2)
     gm = dens.GaussianMixture(jnp.array([1.0]), jnp.array([[0.0]]), jnp.array([s]))
     x_tilde = np.linspace(-3.0, 3.0, 41, dtype=np.float32)[:, None]
-    np.testing.assert_allclose(
-        gm.tweedie_denoiser(x_tilde, sigma), slope * x_tilde, rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(gm.tweedie_denoiser(x_tilde, sigma), slope * x_tilde, rtol=1e-5, atol=1e-6)
     # Least-squares regression of x on x~ (zero means, no intercept) from samples.
     rng = np.random.default_rng(6)
     n = 100_000
@@ -175,9 +171,7 @@ def _spiral_arc_length_np(t):
     return f((0.4 + b * t) / b) - f(0.4 / b)
 
 
-@pytest.mark.parametrize(
-    "curve", [dens.Spiral(), dens.Circle(radius=1.5)], ids=["spiral", "circle"]
-)
+@pytest.mark.parametrize("curve", [dens.Spiral(), dens.Circle(radius=1.5)], ids=["spiral", "circle"])
 def test_points_on_curve_are_their_own_nearest_point(curve):
     t = np.random.default_rng(7).uniform(*curve.t_range, size=200).astype(np.float32)
     pts = np.asarray(curve.point(jnp.asarray(t)))

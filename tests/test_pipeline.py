@@ -63,9 +63,7 @@ def test_drop_remainder_never_repeats_within_epoch(kind):
 
 @pytest.mark.parametrize("kind", ["memory", "grain"])
 def test_resume_gives_the_uninterrupted_batches(kind):
-    uninterrupted = [
-        ids(b) for b in itertools.islice(make_loader(kind, global_batch_size=8, seed=5), 15)
-    ]
+    uninterrupted = [ids(b) for b in itertools.islice(make_loader(kind, global_batch_size=8, seed=5), 15)]
     for start in (0, 4, 6, 13):
         resumed = make_loader(kind, global_batch_size=8, seed=5)
         assert resumed.state(start) == {"epoch": start // 6, "index_in_epoch": start % 6, "seed": 5}
@@ -80,16 +78,11 @@ def test_resume_gives_the_uninterrupted_batches(kind):
 @pytest.mark.parametrize("kind", ["memory", "grain"])
 def test_host_slices_concatenate_to_the_global_batch(kind):
     single = make_loader(kind, global_batch_size=8, seed=2)
-    hosts = [
-        make_loader(kind, global_batch_size=8, seed=2, process_index=p, process_count=2)
-        for p in range(2)
-    ]
+    hosts = [make_loader(kind, global_batch_size=8, seed=2, process_index=p, process_count=2) for p in range(2)]
     assert hosts[0].local_batch_size == 4 and hosts[0].steps_per_epoch == single.steps_per_epoch
     for step in (0, 5, 6, 11):
         parts = [host.batch(step) for host in hosts]
-        np.testing.assert_array_equal(
-            np.concatenate([ids(p) for p in parts]), ids(single.batch(step))
-        )
+        np.testing.assert_array_equal(np.concatenate([ids(p) for p in parts]), ids(single.batch(step)))
         np.testing.assert_array_equal(np.concatenate([p.x for p in parts]), single.batch(step).x)
 
 

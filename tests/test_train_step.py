@@ -6,11 +6,12 @@ import ml_collections
 import numpy as np
 import optax
 
-from aejax import objective, optim, sharding
+from aejax import optim, sharding
 from aejax import train_step as ts
 from aejax.data.batch import Batch
 from aejax.likelihoods import get_likelihood
 from aejax.models import get_model
+from aejax.objectives import autoencoder as objective
 
 B, D = 16, 12
 

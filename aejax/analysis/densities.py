@@ -49,8 +49,7 @@ class GaussianMixture:
         w, mu, s = (jnp.asarray(v, jnp.float32) for v in (self.weights, self.means, self.scales))
         if (w.ndim, mu.ndim, s.ndim) != (1, 2, 1) or not 0 < len(w) == len(mu) == len(s):
             raise ValueError(
-                f"Expected weights [M], means [M, D], scales [M], M > 0; got "
-                f"{w.shape}, {mu.shape}, {s.shape}."
+                f"Expected weights [M], means [M, D], scales [M], M > 0; got {w.shape}, {mu.shape}, {s.shape}."
             )
         if not any(isinstance(v, jax.core.Tracer) for v in (w, mu, s)):
             w_np, s_np = np.asarray(w, np.float64), np.asarray(s, np.float64)

@@ -43,9 +43,7 @@ def _bundled_source(name: str, split: str, data_dir: str | None, manual_dir: str
     # Importing the module registers its builder with TFDS under `name`.
     importlib.import_module(f"{builders.__name__}.{name}")
     builder = tfds.builder_cls(name)(data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
-    )
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return builder.as_data_source(split=split)
 
 
@@ -89,9 +87,7 @@ def _read_all(source, *, binary: bool) -> Split:
     return Split(images=x, labels=y)
 
 
-def load_split(
-    name: str, split: str, *, data_dir: str | None = None, manual_dir: str | None = None
-) -> Split:
+def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir: str | None = None) -> Split:
     """Loads a whole split into memory, preparing a bundled dataset on first use.
 
     Bundled names (`BUNDLED`: `digits`, `mnist5k`, `mnist_idx`) are built with their TFDS builder

@@ -51,9 +51,7 @@ class AbstractLoader(abc.ABC):
                 f"process_count {process_count}."
             )
         if global_batch_size > num_examples:
-            raise ValueError(
-                f"global_batch_size {global_batch_size} exceeds the {num_examples} examples."
-            )
+            raise ValueError(f"global_batch_size {global_batch_size} exceeds the {num_examples} examples.")
         self.num_examples = num_examples
         self.global_batch_size = global_batch_size
         self.local_batch_size = global_batch_size // process_count

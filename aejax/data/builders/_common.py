@@ -45,7 +45,5 @@ def stratified_split(
     # Imported here: sklearn takes seconds to import and is only needed when preparing.
     from sklearn.model_selection import train_test_split
 
-    train, test = train_test_split(
-        np.arange(len(labels)), test_size=test_size, stratify=labels, random_state=seed
-    )
+    train, test = train_test_split(np.arange(len(labels)), test_size=test_size, stratify=labels, random_state=seed)
     return np.sort(train), np.sort(test)

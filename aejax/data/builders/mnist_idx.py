@@ -67,18 +67,14 @@ def parse_idx(data: bytes) -> np.ndarray:
         raise ValueError("IDX: the header declares 0 dimensions.")
     offset = 4 + 4 * ndim
     if len(data) < offset:
-        raise ValueError(
-            f"IDX: truncated header ({len(data)} bytes, need {offset} for {ndim} dims)."
-        )
+        raise ValueError(f"IDX: truncated header ({len(data)} bytes, need {offset} for {ndim} dims).")
     shape = struct.unpack(f">{ndim}I", data[4:offset])
     dtype = _IDX_DTYPES[type_code]
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     found = len(data) - offset
     if found != expected:
         kind = "truncated" if found < expected else "too long"
-        raise ValueError(
-            f"IDX: file {kind}: shape {shape} needs {expected} data bytes, got {found}."
-        )
+        raise ValueError(f"IDX: file {kind}: shape {shape} needs {expected} data bytes, got {found}.")
     array = np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
     return array.astype(dtype.newbyteorder("="))
 
@@ -108,9 +104,7 @@ def read_idx(manual_dir: epath.PathLike, stem: str) -> np.ndarray:
                 return parse_idx(data)
             except ValueError as e:
                 raise ValueError(f"{path}: {e}") from e
-    raise FileNotFoundError(
-        f"mnist_idx: missing IDX file {stem!r} (or {stem}.gz) in {directory}.\n{INSTRUCTIONS}"
-    )
+    raise FileNotFoundError(f"mnist_idx: missing IDX file {stem!r} (or {stem}.gz) in {directory}.\n{INSTRUCTIONS}")
 
 
 def _manual_dir(dl_manager) -> epath.Path:
@@ -144,10 +138,7 @@ class MnistIdx(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         manual_dir = _manual_dir(dl_manager)
         # Read every file before writing anything, so a missing one fails fast.
-        arrays = {
-            split: tuple(read_idx(manual_dir, stem) for stem in stems)
-            for split, stems in FILES.items()
-        }
+        arrays = {split: tuple(read_idx(manual_dir, stem) for stem in stems) for split, stems in FILES.items()}
         for split, (images, labels) in arrays.items():
             image_stem, label_stem = FILES[split]
             if images.ndim != 3 or images.shape[1:] != (_SIDE, _SIDE) or images.dtype != np.uint8:
