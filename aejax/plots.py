@@ -15,6 +15,14 @@ def _as_images(x: np.ndarray) -> np.ndarray:
     return x[..., 0] if x.shape[-1] == 1 else x
 
 
+def _display_range(img: np.ndarray) -> np.ndarray:
+    """Pixels in [0, 1] are shown as they are; other data (whitened patches, filters) is min-max scaled."""
+    if img.min() >= -1e-3 and img.max() <= 1 + 1e-3:
+        return np.clip(img, 0, 1)
+    lo, hi = img.min(), img.max()
+    return (img - lo) / max(hi - lo, 1e-12)
+
+
 def image_rows(rows: list[np.ndarray], titles: list[str], path: str, *, n: int = 10) -> None:
     """One row of the first n images per array (e.g. originals over reconstructions)."""
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0), squeeze=False)
@@ -22,7 +30,7 @@ def image_rows(rows: list[np.ndarray], titles: list[str], path: str, *, n: int =
         imgs = _as_images(np.asarray(row)[:n])
         for c in range(n):
             ax = axes[r, c]
-            ax.imshow(np.clip(imgs[c], 0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.imshow(_display_range(imgs[c]), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(title, rotation=0, ha="right", va="center", fontsize=9)

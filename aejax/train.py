@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from aejax import checkpoint, objectives, optim, plots, sharding
 from aejax import train_step as ts
-from aejax.analysis import pca
+from aejax.analysis import pca, reports
 from aejax.data import datasets, pipeline
 from aejax.likelihoods import get_likelihood
 from aejax.metric_writer import MetricWriter, read_metrics
@@ -166,7 +166,8 @@ def _write_analysis(config, workdir, model, likelihood, state, train_split, test
     """PCA baseline at the same code size, and the run's figures."""
     out = {}
     k = ev["z"].shape[1]
-    if config.analysis.pca_baseline:
+    dim = int(np.prod(train_split.images.shape[1:]))
+    if config.analysis.pca_baseline and k < dim:  # an overcomplete code has no PCA counterpart
         t = time.perf_counter()
         pca_err = pca.pca_reconstruction_error(train_split.images, test_split.images, k)
         out["pca_sq_err"] = float(pca_err.mean())
@@ -184,4 +185,8 @@ def _write_analysis(config, workdir, model, likelihood, state, train_split, test
     points, how = pca.embed_2d(ev["z"], config.analysis.embedding, seed=config.seed)
     plots.latent_scatter(points, test_split.labels, os.path.join(workdir, "latent.png"), title=f"{how}, test set")
     plots.loss_curves(read_metrics(workdir), os.path.join(workdir, "loss_curves.png"))
+    ctx = reports.RunContext(
+        config, workdir, model, likelihood, jax.device_get(state.params), train_split, test_split, ev
+    )
+    out.update(reports.run(config.analysis.reports, ctx))
     return out

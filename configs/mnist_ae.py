@@ -67,7 +67,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval_batch_size = 500
     c.checkpoint_every = 500
     c.keep_checkpoints = 3
-    c.analysis = ml_collections.ConfigDict(dict(pca_baseline=True, embedding="tsne"))
+    # reports: comma-separated modules of aejax/analysis/reports run after training (e.g. "sparsity").
+    c.analysis = ml_collections.ConfigDict(dict(pca_baseline=True, embedding="tsne", reports=""))
 
     if "code2" in variants:
         c.model.code_dim = 2
