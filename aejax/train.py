@@ -167,21 +167,20 @@ def _write_analysis(config, workdir, model, likelihood, state, train_split, test
     out = {}
     k = ev["z"].shape[1]
     dim = int(np.prod(train_split.images.shape[1:]))
-    if config.analysis.pca_baseline and k < dim:  # an overcomplete code has no PCA counterpart
-        t = time.perf_counter()
-        pca_err = pca.pca_reconstruction_error(train_split.images, test_split.images, k)
-        out["pca_sq_err"] = float(pca_err.mean())
-        out["pca_time_s"] = round(time.perf_counter() - t, 2)
-        out["beats_pca"] = bool(ev["sq_err"].mean() < pca_err.mean())
     n = 10
     x = test_split.images[:n]
     output, _ = model.apply({"params": jax.device_get(state.params)}, jnp.asarray(x))
-    plots.image_rows(
-        [x, np.asarray(likelihood.mean(output))],
-        ["original", "reconstruction"],
-        os.path.join(workdir, "reconstructions.png"),
-        n=n,
-    )
+    rows, titles = [x, np.asarray(likelihood.mean(output))], ["original", "autoencoder"]
+    if config.analysis.pca_baseline and k < dim:  # an overcomplete code has no PCA counterpart
+        t = time.perf_counter()
+        pca_recon = pca.pca_reconstruction(train_split.images, test_split.images, k)
+        pca_err = np.square(pca_recon - test_split.images).reshape(len(pca_recon), -1).sum(axis=1)
+        out["pca_sq_err"] = float(pca_err.mean())
+        out["pca_time_s"] = round(time.perf_counter() - t, 2)
+        out["beats_pca"] = bool(ev["sq_err"].mean() < pca_err.mean())
+        rows.append(pca_recon[:n])
+        titles.append(f"PCA, k={k}")
+    plots.image_rows(rows, titles, os.path.join(workdir, "reconstructions.png"), n=n)
     points, how = pca.embed_2d(ev["z"], config.analysis.embedding, seed=config.seed)
     plots.latent_scatter(points, test_split.labels, os.path.join(workdir, "latent.png"), title=f"{how}, test set")
     plots.loss_curves(read_metrics(workdir), os.path.join(workdir, "loss_curves.png"))

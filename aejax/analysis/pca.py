@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 
-def pca_reconstruction_error(train_x: np.ndarray, test_x: np.ndarray, k: int) -> np.ndarray:
-    """Fits PCA with k components on train_x and reconstructs test_x.
+def pca_reconstruction(train_x: np.ndarray, test_x: np.ndarray, k: int) -> np.ndarray:
+    """Fits PCA with k components on train_x and returns the reconstruction of test_x.
 
     Args:
       train_x: [N, ...] training inputs (flattened per example).
@@ -17,7 +17,7 @@ def pca_reconstruction_error(train_x: np.ndarray, test_x: np.ndarray, k: int) ->
       k: code size; must be <= min(N, D).
 
     Returns:
-      [M] squared error per test example, summed over pixels (same units as the AE's `sq_err`).
+      [M, ...] reconstructions, float64, shaped like test_x.
 
     Raises:
       ValueError: if k is out of range.
@@ -27,8 +27,14 @@ def pca_reconstruction_error(train_x: np.ndarray, test_x: np.ndarray, k: int) ->
     if not 1 <= k <= min(a.shape):
         raise ValueError(f"PCA code size k={k} must be in [1, {min(a.shape)}].")
     pca = PCA(n_components=k, svd_solver="full").fit(a)
-    recon = pca.inverse_transform(pca.transform(b))
-    return np.square(recon - b).sum(axis=1)
+    return pca.inverse_transform(pca.transform(b)).reshape(test_x.shape)
+
+
+def pca_reconstruction_error(train_x: np.ndarray, test_x: np.ndarray, k: int) -> np.ndarray:
+    """[M] squared error per test example summed over pixels of the k-component PCA reconstruction (same
+    units as the autoencoder's `sq_err`). Raises ValueError if k is out of range."""
+    recon = pca_reconstruction(train_x, test_x, k)
+    return np.square(recon - test_x).reshape(len(test_x), -1).sum(axis=1)
 
 
 def embed_2d(codes: np.ndarray, method: str = "tsne", seed: int = 0) -> tuple[np.ndarray, str]:
