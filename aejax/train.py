@@ -136,6 +136,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                 if done % config.checkpoint_every == 0 or done == num_steps:
                     flush(done)  # never save a state that followed a non-finite step
                     save(done)
+                if not window:  # examples/s measures training only, not evaluation or checkpointing
+                    t_window = time.perf_counter()
     finally:
         ckpt.wait()  # an interrupted run still finishes writing its last good checkpoint
         writer.close()
