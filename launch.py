@@ -21,6 +21,9 @@ config_flags.DEFINE_config_file(
     lock_config=True,
 )
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, figures and results go.")
+flags.DEFINE_bool(
+    "distributed", False, "Multi-host: call jax.distributed.initialize() (auto-detects the cluster)."
+)
 
 
 def default_workdir(config_flag: str) -> str:
@@ -36,6 +39,10 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; -v 0 brings it back
     # The job: aejax.<config.trainer> (default aejax.train), imported after flag parsing because importing
     # JAX is slow and `--help` should not wait for it.
+    if flags.FLAGS.distributed:
+        import jax
+
+        jax.distributed.initialize()
     trainer = importlib.import_module("aejax." + flags.FLAGS.config.get("trainer", "train"))
     workdir = flags.FLAGS.workdir or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     print(f"workdir: {os.path.abspath(workdir)}")
