@@ -1,6 +1,7 @@
 """train_and_evaluate(config, workdir): mesh, data, init or resume, the train loop, evaluation, checkpoints and
 the run's results (results.json, figures)."""
 
+import functools
 import json
 import os
 import time
@@ -24,7 +25,7 @@ class NonFiniteLossError(FloatingPointError):
     """A train step produced a non-finite value; the last good checkpoint is kept."""
 
 
-def _check_finite(step0: int, window: list[dict]) -> None:
+def check_finite(step0: int, window: list[dict]) -> None:
     """Raises NonFiniteLossError naming the first step (0-based, as `state.step`) and its non-finite terms."""
     for i, metrics in enumerate(window):
         bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(v)}
@@ -47,14 +48,21 @@ def evaluate(params, eval_step, split: datasets.Split, mesh, batch_size: int) ->
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_params=None) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and writes the run's results.
+
+    Args:
+      config: the run's config (see configs/mnist_ae.py).
+      workdir: where checkpoints, metrics, figures and results.json go.
+      init_params: optional "params" collection of the model to start from instead of the random init (e.g.
+        greedy layer-wise pretraining, `aejax.jobs.stacked`); ignored when `workdir` holds a checkpoint.
 
     Returns:
       The dict written to `<workdir>/results.json`.
 
     Raises:
-      ValueError / KeyError: on a bad config, before any training.
+      ValueError / KeyError: on a bad config or `init_params` whose shapes differ from the model's, before
+        any training.
       NonFiniteLossError: if a step produced a non-finite loss, gradient or parameter norm.
     """
     workdir = os.path.abspath(workdir)
@@ -84,11 +92,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     init_rng, state_rng = jax.random.split(jax.random.PRNGKey(config.seed))
 
-    def init():
-        params = model.init(init_rng, jnp.zeros((1, *train_split.images.shape[1:]), jnp.float32))
-        return ts.init_state(params["params"], tx, state_rng)
+    def init(params):
+        if params is None:
+            params = model.init(init_rng, jnp.zeros((1, *train_split.images.shape[1:]), jnp.float32))["params"]
+        return ts.init_state(params, tx, state_rng)
 
-    init = jax.jit(init, out_shardings=sharding.replicated(mesh))
+    if init_params is not None:
+        want = jax.eval_shape(lambda: init(None).params)
+        got = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), init_params)
+        if got != want:
+            raise ValueError(f"init_params {got} do not match the model's parameters {want}.")
+    # init_params is an argument, not a closed-over constant, so large kernels are not baked into the program.
+    init = functools.partial(jax.jit(init, out_shardings=sharding.replicated(mesh)), init_params)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
     state, _ = ckpt.restore_or_init(init)
     start = int(state.step)
@@ -106,7 +121,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         if not window:
             return {}
         host = jax.device_get(window)
-        _check_finite(window_start, host)
+        check_finite(window_start, host)
         now = time.perf_counter()
         rate = len(host) * config.batch_size / (now - t_window)
         if window_start > start:  # the first window includes compilation

@@ -26,7 +26,7 @@ def pca_reconstruction(train_x: np.ndarray, test_x: np.ndarray, k: int) -> np.nd
     b = test_x.reshape(len(test_x), -1).astype(np.float64)
     if not 1 <= k <= min(a.shape):
         raise ValueError(f"PCA code size k={k} must be in [1, {min(a.shape)}].")
-    pca = PCA(n_components=k, svd_solver="full").fit(a)
+    pca = PCA(n_components=k, svd_solver="covariance_eigh").fit(a)
     return pca.inverse_transform(pca.transform(b)).reshape(test_x.shape)
 
 

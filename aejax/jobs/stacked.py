@@ -1,0 +1,286 @@
+"""Stacked (denoising) autoencoder: greedy layer-wise pretraining, then end-to-end fine-tuning.
+
+For a deep MLP autoencoder with widths D -> d_1 -> ... -> d_L (`config.model.hidden + (code_dim,)`), layer
+l = 0..L-1 is a one-hidden-layer autoencoder d_l -> d_{l+1} -> d_l trained on the clean codes h_l of the layers
+below (h_0 = x): a plain AE, or a DAE whose corruption q(h~_l | h_l) touches only its own input, never the layers
+below (Vincent et al. 2010, JMLR, Sec. 3.5 and Fig. 3; Hinton & Salakhutdinov 2006 stack RBMs the same way). The
+layers' weights then initialise the deep autoencoder (encoder_l <- layer l's encoder, decoder_{L-1-l} <- layer l's
+decoder), which `aejax.train.train_and_evaluate` fine-tunes end to end. The same network trained from random init
+with the same fine-tuning budget is the baseline.
+
+Workdir layout: `pretrain/layer_<l>/` (metrics, checkpoints), `finetune/` and `random_init/` (complete runs of
+aejax.train with their own results and figures), `stacked_curves.png`, `results.json`.
+"""
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import ml_collections
+import numpy as np
+
+from aejax import checkpoint, optim, sharding
+from aejax import train as train_lib
+from aejax import train_step as ts
+from aejax.data import datasets, pipeline
+from aejax.likelihoods import get_likelihood, squared_error
+from aejax.metric_writer import MetricWriter, read_metrics
+from aejax.models import AbstractAutoencoder, get_model
+from aejax.objectives import autoencoder
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+class LayerResult(NamedTuple):
+    """One pretrained layer: params {"encoder_0", "decoder_0" | "decoder_bias_0"}, the clean codes
+    h_{l+1} of the train / test split ([N, d_{l+1}]), and its summary numbers."""
+
+    params: dict
+    train_codes: np.ndarray
+    test_codes: np.ndarray
+    summary: dict
+
+
+def widths(config: ml_collections.ConfigDict) -> list[int]:
+    """[d_1, ..., d_L]: the code widths of the L stacked layers."""
+    return [*config.model.hidden, config.model.code_dim]
+
+
+def layer_model(config: ml_collections.ConfigDict, layer: int, input_shape: Sequence[int]) -> AbstractAutoencoder:
+    """The one-hidden-layer autoencoder of layer `layer`: input_shape -> d_{layer+1} -> input_shape.
+
+    Its code uses the deep model's hidden activation, except the top layer, which uses its code activation.
+    """
+    last = layer == len(widths(config)) - 1
+    return get_model(
+        "mlp",
+        input_shape=tuple(input_shape),
+        hidden=(),
+        code_dim=widths(config)[layer],
+        activation=config.model.activation,
+        code_activation=config.model.code_activation if last else config.model.activation,
+        tied=config.model.tied,
+    )
+
+
+def layer_likelihood(config: ml_collections.ConfigDict, layer: int) -> str:
+    """Decoder likelihood of layer `layer`: `config.likelihood` on the pixels; for deeper layers
+    `config.stacked.hidden_likelihood`, where "auto" is Bernoulli cross-entropy for sigmoid codes in [0, 1]
+    (Vincent et al. 2010) and Gaussian (squared error) otherwise."""
+    if layer == 0:
+        return config.likelihood
+    name = config.stacked.hidden_likelihood
+    if name == "auto":
+        name = "bernoulli" if config.model.activation == "sigmoid" else "gaussian"
+    return name
+
+
+def stack_params(layer_params: Sequence[dict]) -> dict:
+    """The deep `mlp.Model` params from L layer params: encoder_l <- layer l's encoder_0 and
+    decoder_{L-1-l} (or decoder_bias_{L-1-l} when tied) <- layer l's decoder_0 (decoder_bias_0)."""
+    num = len(layer_params)
+    params = {}
+    for layer, p in enumerate(layer_params):
+        params[f"encoder_{layer}"] = p["encoder_0"]
+        for kind in ("decoder", "decoder_bias"):
+            if f"{kind}_0" in p:
+                params[f"{kind}_{num - 1 - layer}"] = p[f"{kind}_0"]
+    return params
+
+
+def layer_loss_fn(config: ml_collections.ConfigDict, model: AbstractAutoencoder, likelihood):
+    """The layer's (denoising) autoencoder loss; `config.stacked.corruption` corrupts the layer's own input."""
+    return autoencoder.make_loss_fn(
+        model,
+        likelihood,
+        corrupt=autoencoder.corruption_from_config(config.stacked.corruption),
+        penalty=autoencoder.penalty_from_config(config.stacked.regularizers),
+    )
+
+
+def pretrain_layer(
+    config: ml_collections.ConfigDict,
+    layer: int,
+    train: datasets.Split,
+    test: datasets.Split,
+    mesh,
+    workdir: str,
+) -> LayerResult:
+    """Trains layer `layer` on the clean codes `train.images` [N, *d_l] (resuming from `workdir`'s checkpoint)
+    and returns its params and the clean codes of both splits, the next layer's inputs.
+
+    Raises:
+      train.NonFiniteLossError: if a step produced a non-finite loss, gradient or parameter norm.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    model = layer_model(config, layer, train.images.shape[1:])
+    likelihood = get_likelihood(layer_likelihood(config, layer))
+    loader = pipeline.InMemoryLoader(
+        train.images,
+        train.labels,
+        global_batch_size=config.batch_size,
+        seed=config.seed + layer,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+    num_steps = config.stacked.num_train_steps or config.stacked.num_epochs * loader.steps_per_epoch
+    tx = optim.make_optimizer(config.stacked.optimizer, num_steps)
+    init_rng, state_rng = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), layer))
+    x0 = jnp.zeros((1, *train.images.shape[1:]), jnp.float32)
+    init = jax.jit(
+        lambda: ts.init_state(model.init(init_rng, x0)["params"], tx, state_rng),
+        out_shardings=sharding.replicated(mesh),
+    )
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=1)
+    state, _ = ckpt.restore_or_init(init)
+    train_step = ts.make_train_step(layer_loss_fn(config, model, likelihood), tx, mesh)
+    eval_step = ts.make_eval_step(autoencoder.make_eval_fn(model, likelihood), mesh)
+    writer, window, t0 = MetricWriter(workdir), [], time.perf_counter()
+
+    def flush(done: int) -> None:
+        nonlocal window
+        if window:
+            host = jax.device_get(window)
+            train_lib.check_finite(done - len(host), host)
+            writer.write(done, {k: np.mean([m[k] for m in host]) for k in host[0]})
+            window = []
+
+    try:
+        for step in range(int(state.step), num_steps):
+            state, metrics = train_step(state, sharding.to_global(loader.batch(step), mesh))
+            window.append(metrics)
+            done = step + 1
+            if done % config.log_every == 0 or done == num_steps:
+                flush(done)
+            if done % config.eval_every == 0 or done == num_steps:
+                ev = train_lib.evaluate(state.params, eval_step, test, mesh, config.eval_batch_size)
+                writer.write(done, {"eval/sq_err": ev["sq_err"].mean(), "eval/nll": ev["nll"].mean()})
+            if done % config.checkpoint_every == 0 or done == num_steps:
+                flush(done)  # never save a state that followed a non-finite step
+                ckpt.save(done, state, {"step": done, "layer": layer})
+    finally:
+        ckpt.wait()
+        writer.close()
+    ckpt.close()
+    # Codes of the clean inputs: the next layer's corruption, if any, is applied to these, never to x.
+    ev_train = train_lib.evaluate(state.params, eval_step, train, mesh, config.eval_batch_size)
+    ev_test = train_lib.evaluate(state.params, eval_step, test, mesh, config.eval_batch_size)
+    summary = {
+        "layer": layer,
+        "input_dim": int(np.prod(train.images.shape[1:])),
+        "code_dim": widths(config)[layer],
+        "likelihood": likelihood.name,
+        "num_steps": int(num_steps),
+        "test_sq_err": float(ev_test["sq_err"].mean()),  # in the layer's input space
+        "test_nll": float(ev_test["nll"].mean()),
+        "time_s": round(time.perf_counter() - t0, 2),
+    }
+    return LayerResult(jax.device_get(state.params), ev_train["z"], ev_test["z"], summary)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Greedy layer-wise pretraining, fine-tuning, and the random-init baseline; writes results.json.
+
+    Returns:
+      The dict written to `<workdir>/results.json`: "test_sq_err" (fine-tuned stacked AE, squared error summed
+      over pixels, per test image), "random_init_test_sq_err", "pretrain" (per layer), times.
+
+    Raises:
+      ValueError: if `config.model_name` is not "mlp", or on a bad batch size.
+    """
+    if config.model_name != "mlp":
+        raise ValueError(f"The stacked autoencoder stacks MLP layers; got model_name={config.model_name!r}.")
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(config.batch_size, mesh)
+    load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
+    train = datasets.load_split(config.dataset, "train", **load)
+    test = datasets.load_split(config.dataset, "test", **load)
+
+    t0 = time.perf_counter()
+    layers, codes = [], (train, test)
+    for layer in range(len(widths(config))):
+        res = pretrain_layer(config, layer, *codes, mesh, os.path.join(workdir, "pretrain", f"layer_{layer}"))
+        layers.append(res)
+        codes = datasets.Split(res.train_codes, train.labels), datasets.Split(res.test_codes, test.labels)
+    pretrain_time = time.perf_counter() - t0
+    params = stack_params([r.params for r in layers])
+
+    deep = get_model(config.model_name, input_shape=train.images.shape[1:], **config.model)
+    output, _ = deep.apply({"params": params}, jnp.asarray(test.images))
+    stacked_err = squared_error(get_likelihood(config.likelihood).mean(output), jnp.asarray(test.images))
+
+    finetune = train_lib.train_and_evaluate(config, os.path.join(workdir, "finetune"), init_params=params)
+    results = {
+        "dataset": config.dataset,
+        "widths": [int(np.prod(train.images.shape[1:])), *widths(config)],
+        "pretrain": [r.summary for r in layers],
+        "pretrain_time_s": round(pretrain_time, 2),
+        "stacked_before_finetune_test_sq_err": float(stacked_err.mean()),
+        "num_steps": finetune["num_steps"],
+        "test_sq_err": finetune["test_sq_err"],
+        "test_nll": finetune["test_nll"],
+        "train_time_s": finetune["train_time_s"],
+    }
+    if "pca_sq_err" in finetune:
+        results["pca_sq_err"] = finetune["pca_sq_err"]
+    dirs = {"stacked (pretrained)": os.path.join(workdir, "finetune")}
+    if config.stacked.compare_random_init:
+        dirs["random init"] = os.path.join(workdir, "random_init")
+        baseline_config = ml_collections.ConfigDict(config.to_dict())
+        baseline_config.analysis.pca_baseline = False  # the same PCA number as the fine-tuned run's; SVD is slow
+        baseline = train_lib.train_and_evaluate(baseline_config, dirs["random init"])
+        results["random_init_test_sq_err"] = baseline["test_sq_err"]
+        results["random_init_test_nll"] = baseline["test_nll"]
+        results["random_init_train_time_s"] = baseline["train_time_s"]
+        results["pretraining_helps"] = bool(results["test_sq_err"] < baseline["test_sq_err"])
+    if jax.process_index() == 0:
+        layer_dirs = [os.path.join(workdir, "pretrain", f"layer_{i}") for i in range(len(layers))]
+        plot_curves(layer_dirs, [r.summary for r in layers], dirs, os.path.join(workdir, "stacked_curves.png"))
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+def _curve(ax, rows: list[dict], key: str, label: str, **kw) -> None:
+    pts = [(r["step"], r[key]) for r in rows if key in r]
+    if pts:
+        steps, values = zip(*pts, strict=True)
+        ax.plot(steps, values, label=label, **kw)
+
+
+def plot_curves(layer_dirs: list[str], summaries: list[dict], finetune_dirs: dict[str, str], path: str) -> None:
+    """One panel per pretrained layer (train loss, test NLL) and one comparing fine-tuning runs, in nats."""
+    n = len(layer_dirs) + 1
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), squeeze=False)
+    for ax, d, s in zip(axes[0], layer_dirs, summaries, strict=False):
+        rows = read_metrics(d)
+        _curve(ax, rows, "loss", "train loss")
+        _curve(ax, rows, "eval/nll", "test NLL", marker="o", ms=3)
+        ax.set_title(
+            f"pretrain layer {s['layer']}: {s['input_dim']}->{s['code_dim']} ({s['likelihood']})", fontsize=9
+        )
+    ax = axes[0, -1]
+    for (name, d), color in zip(finetune_dirs.items(), ("C0", "C3"), strict=False):
+        rows = read_metrics(d)
+        _curve(ax, rows, "loss", f"{name}, train", color=color)
+        _curve(ax, rows, "eval/nll", f"{name}, test", color=color, ls="--", marker="o", ms=3)
+    ax.set_title("end-to-end fine-tuning", fontsize=9)
+    for ax in axes[0]:
+        ax.set_xlabel("step")
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("nats per example")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
