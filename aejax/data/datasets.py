@@ -41,8 +41,10 @@ BUNDLED: tuple[str, ...] = _discover_bundled()
 
 def _bundled_source(name: str, split: str, data_dir: str | None, manual_dir: str | None):
     # Importing the module registers its builder with TFDS under `name`.
-    importlib.import_module(f"{builders.__name__}.{name}")
-    builder = tfds.builder_cls(name)(data_dir=data_dir, file_format="array_record")
+    base, _, config = name.partition("/")  # "natural_patches/12x12": a builder config
+    importlib.import_module(f"{builders.__name__}.{base}")
+    kwargs = {"config": config} if config else {}
+    builder = tfds.builder_cls(base)(data_dir=data_dir, file_format="array_record", **kwargs)
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return builder.as_data_source(split=split)
 
@@ -96,7 +98,8 @@ def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir
     internet to prepare it).
 
     Args:
-      name: dataset name, e.g. "mnist5k", or a TFDS catalog name such as "mnist".
+      name: dataset name, e.g. "mnist5k", "natural_patches/12x12" (bundled, with a builder config), or a
+        TFDS catalog name such as "mnist".
       split: TFDS split, e.g. "train", "test", "train[:10%]".
       data_dir: TFDS data directory; None -> TFDS default (`TFDS_DATA_DIR` or
         `~/tensorflow_datasets`).
@@ -113,7 +116,7 @@ def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir
       FileNotFoundError: if `mnist_idx`'s IDX files are missing (the message says where to put
         them).
     """
-    if name in BUNDLED:
+    if name.split("/")[0] in BUNDLED:
         return _read_all(_bundled_source(name, split, data_dir, manual_dir), binary=False)
     base = name.split(":")[0].split("/")[0]  # "mnist:3.0.1", "mnist/config" -> "mnist"
     return _read_all(_catalog_source(name, base, split, data_dir), binary=base in _BINARY_CATALOG)
