@@ -1,12 +1,14 @@
 """Kavukcuoglu, Ranzato & LeCun (2008), quick CPU variant: which models learn oriented filters on natural patches?
 
 Trains PSD, a KL-sparse autoencoder (Ng's exercise) and a Gaussian denoising autoencoder with the shared trainer
-on the same natural patches (`config.py`), fits PCA on them, and writes `<workdir>/filters_comparison.png` (PSD
-dictionary, PSD encoder, PCA, KL-sparse AE, DAE, random filters, each with its mean orientation selectivity S)
-and `<workdir>/summary.json`. Runs that already finished in `<workdir>/<method>` are reused.
+(`config.py`; by default PSD on 12x12 LCN patches, the autoencoders on 8x8 ZCA-whitened patches, `--patches`
+puts all three on one set), fits PCA on PSD's patches, and writes `<workdir>/filters_comparison.png` (PSD
+dictionary, PSD encoder, PCA, KL-sparse AE, DAE, random filters of each patch size, each with its mean
+orientation selectivity S) and `<workdir>/summary.json`. Runs that already finished in `<workdir>/<method>` are
+reused.
 
-    python experiments/kavukcuoglu_2008/run.py --workdir=/tmp/k08 --data_dir=/tmp/tfds_dev      # ~5-10 min
-    python experiments/kavukcuoglu_2008/run.py --patches=8x8_whitened --workdir=/tmp/k08_8x8w
+    python experiments/kavukcuoglu_2008/run.py --workdir=/tmp/k08 --data_dir=/tmp/tfds_dev      # ~5 min
+    python experiments/kavukcuoglu_2008/run.py --patches=12x12 --workdir=/tmp/k08_lcn   # all on LCN 12x12
 """
 
 import argparse
@@ -14,6 +16,7 @@ import json
 import os
 import sys
 
+import numpy as np
 import orbax.checkpoint as ocp
 from sklearn.decomposition import PCA
 
@@ -30,11 +33,26 @@ from aejax.data import datasets  # noqa: E402
 NUM_PCA = 64
 
 
-def run_method(method: str, patches: str, workdir: str, data_dir: str | None) -> tuple[dict, dict]:
-    """Trains (or reuses) one method; returns (results.json, its filter banks {"dictionary"?, "encoder"})."""
+def localisation(bank: np.ndarray) -> float:
+    """Mean spatial localisation of a bank [F, h, w]: 1 - (power-weighted spatial variance of each filter about
+    its centre of mass) / (that of a flat filter). ~0 for gratings and noise, ~0.8 for a Gabor of width 1.4 px
+    on 8x8; S alone cannot tell a global grating (PCA) from a local edge."""
+    _, h, w = bank.shape
+    p = bank**2 / np.maximum((bank**2).sum(axis=(1, 2), keepdims=True), 1e-300)
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    my, mx = (p * yy).sum(axis=(1, 2)), (p * xx).sum(axis=(1, 2))
+    spread = (p * ((yy - my[:, None, None]) ** 2 + (xx - mx[:, None, None]) ** 2)).sum(axis=(1, 2))
+    return float((1.0 - spread / ((h * h - 1) / 12 + (w * w - 1) / 12)).mean())
+
+
+def run_method(method: str, patches: str | None, workdir: str, data_dir: str | None) -> tuple[dict, dict, str]:
+    """Trains (or reuses) one method; returns (results.json, its params, its patch set).
+
+    `patches` None: the method's `k08_config.DEFAULT_PATCHES`.
+    """
     out = os.path.join(workdir, method)
+    config = k08_config.get_config(f"{method},{patches}" if patches else method)
     if not os.path.exists(os.path.join(out, "results.json")):
-        config = k08_config.get_config(f"{method},{patches}")
         config.data_dir = data_dir
         train.train_and_evaluate(config, out)
     with open(os.path.join(out, "results.json")) as f:
@@ -42,24 +60,27 @@ def run_method(method: str, patches: str, workdir: str, data_dir: str | None) ->
     root = os.path.join(out, "checkpoints")
     step = max(int(s) for s in os.listdir(root) if s.isdigit())
     params = ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "state"))["params"]
-    return results, params
+    return results, params, config.dataset.split("/")[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="/tmp/kavukcuoglu_2008")
     parser.add_argument("--data_dir", default=None)
-    parser.add_argument("--patches", default="12x12", choices=k08_config.PATCHES)
+    parser.add_argument("--patches", default=None, choices=k08_config.PATCHES, help="one set for all methods")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
 
-    train_split = datasets.load_split(f"natural_patches/{args.patches}", "train", data_dir=args.data_dir)
-    shape = train_split.images.shape[1:]
-    banks, summary = {}, {"patches": args.patches}
+    banks, summary, sizes = {}, {"patches": {}}, set()
     for method in k08_config.METHODS:
-        results, params = run_method(method, args.patches, args.workdir, args.data_dir)
+        results, params, patches = run_method(method, args.patches, args.workdir, args.data_dir)
+        summary["patches"][method] = patches
+        split = datasets.load_split(f"natural_patches/{patches}", "train", data_dir=args.data_dir)
+        shape = split.images.shape[1:]
+        sizes.add(shape[0])
         learned = filter_banks(params, shape)
         if method == "psd":
+            train_split = split  # PCA is fitted on PSD's patches (on whitened patches it is arbitrary)
             banks["PSD dictionary"], banks["PSD encoder"] = learned["dictionary"], learned["encoder"]
             summary["psd_rel_pred_err"] = results["filters/rel_pred_err"]
             summary["psd_active_fraction"] = results["filters/active_fraction"]
@@ -69,19 +90,21 @@ def main() -> None:
         summary[f"{method}_test_sq_err"] = results["test_sq_err"]
     x = train_split.images.reshape(len(train_split.images), -1)
     pca = PCA(n_components=NUM_PCA, random_state=0).fit(x)
-    banks["PCA"] = pca.components_.reshape(NUM_PCA, *shape[:2])
-    banks["random"] = filters.random_filters(NUM_PCA, *shape[:2], seed=0)
+    banks["PCA"] = pca.components_.reshape(NUM_PCA, *train_split.images.shape[1:3])
+    for s in sorted(sizes, reverse=True):
+        banks[f"random {s}x{s}"] = filters.random_filters(NUM_PCA, s, s, seed=0)
 
     scores = {name: filters.selectivity_score(bank) for name, bank in banks.items()}
     summary["selectivity"] = scores
+    summary["localisation"] = {name: localisation(np.asarray(bank)) for name, bank in banks.items()}
     panels = {f"{name}\nS={scores[name]:.2f}": bank for name, bank in banks.items()}
     filters.plot_filter_panels(panels, os.path.join(args.workdir, "filters_comparison.png"))
     with open(os.path.join(args.workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print("| filters | orientation selectivity S |\n|---|---|")
+    print("| filters | orientation selectivity S | localisation |\n|---|---|---|")
     for name, score in scores.items():
-        print(f"| {name} | {score:.3f} |")
-    print(json.dumps({k: v for k, v in summary.items() if k != "selectivity"}, indent=2))
+        print(f"| {name} | {score:.3f} | {summary['localisation'][name]:.3f} |")
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("selectivity", "localisation")}, indent=2))
 
 
 if __name__ == "__main__":
