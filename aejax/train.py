@@ -157,6 +157,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_
         ckpt.wait()  # an interrupted run still finishes writing its last good checkpoint
         writer.close()
     train_time = time.perf_counter() - t_start
+    results_path = os.path.join(workdir, "results.json")
+    if start and os.path.exists(results_path):  # relaunching a finished run keeps its recorded timings
+        with open(results_path) as f:
+            before = json.load(f)
+        train_time += before.get("train_time_s", 0.0)
+        examples_per_s = examples_per_s or ([before["examples_per_s"]] if before.get("examples_per_s") else [])
 
     ev = evaluate(state.params, eval_step, test_split, mesh, config.eval_batch_size)
     results = {
@@ -173,7 +179,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_
     }
     if jax.process_index() == 0:
         results.update(_write_analysis(config, workdir, model, likelihood, state, train_split, test_split, ev))
-        with open(os.path.join(workdir, "results.json"), "w") as f:
+        with open(results_path, "w") as f:
             json.dump(results, f, indent=2)
     ckpt.close()
     return results
@@ -195,7 +201,7 @@ def _write_analysis(config, workdir, model, likelihood, state, train_split, test
         out["pca_sq_err"] = float(pca_err.mean())
         out["pca_time_s"] = round(time.perf_counter() - t, 2)
         out["beats_pca"] = bool(ev["sq_err"].mean() < pca_err.mean())
-        rows.append(pca_recon[:n])
+        rows.append(np.clip(pca_recon[:n], 0, 1))  # shown like the pixels; the error above is unclipped
         titles.append(f"PCA, k={k}")
     plots.image_rows(rows, titles, os.path.join(workdir, "reconstructions.png"), n=n)
     points, how = pca.embed_2d(ev["z"], config.analysis.embedding, seed=config.seed)
