@@ -145,3 +145,19 @@ def test_config_variants():
     assert score_dae.get_config("quick,spiral").trainer == "jobs.score_dae"
     with pytest.raises(ValueError, match="Unknown variant"):
         score_dae.get_config("spirall")
+
+
+def test_score_job_runs_end_to_end(tmp_path):
+    """The job behind `python launch.py --config=configs/score_dae.py:spiral,runlocal` writes its numbers and
+    figures (values are checked by the tests above; this checks the plumbing)."""
+    import importlib
+    import json
+
+    from configs import score_dae
+
+    config = score_dae.get_config("spiral,runlocal")
+    trainer = importlib.import_module("aejax." + config.trainer)
+    results = trainer.train_and_evaluate(config, str(tmp_path))
+    assert json.loads((tmp_path / "results.json").read_text()).keys() == results.keys()
+    assert "spiral" in results["tasks"]
+    assert (tmp_path / "spiral_field.png").stat().st_size > 0
