@@ -48,6 +48,28 @@ def evaluate(params, eval_step, split: datasets.Split, mesh, batch_size: int) ->
     return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
+def setup_run(config: ml_collections.ConfigDict, workdir: str):
+    """Creates the workdir (with config.json), the mesh and the data of a run, failing early on bad input.
+
+    Returns:
+      (absolute workdir, mesh, train Split, test Split).
+
+    Raises:
+      ValueError: if the batch size does not divide over the devices; KeyError / FileNotFoundError for a
+        dataset that is unknown or missing (see `datasets.load_split`).
+    """
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(config.batch_size, mesh)
+    load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
+    train_split = datasets.load_split(config.dataset, "train", **load)
+    test_split = datasets.load_split(config.dataset, "test", **load)
+    return workdir, mesh, train_split, test_split
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_params=None) -> dict:
     """Trains `config` in `workdir` (resuming from its latest checkpoint) and writes the run's results.
 
@@ -65,16 +87,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_
         any training.
       NonFiniteLossError: if a step produced a non-finite loss, gradient or parameter norm.
     """
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-
-    mesh = sharding.make_mesh()
-    sharding.check_batch_size(config.batch_size, mesh)
-    load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
-    train_split = datasets.load_split(config.dataset, "train", **load)
-    test_split = datasets.load_split(config.dataset, "test", **load)
+    workdir, mesh, train_split, test_split = setup_run(config, workdir)
     loader = pipeline.InMemoryLoader(
         train_split.images,
         train_split.labels,

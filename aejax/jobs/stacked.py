@@ -196,15 +196,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     if config.model_name != "mlp":
         raise ValueError(f"The stacked autoencoder stacks MLP layers; got model_name={config.model_name!r}.")
-    workdir = os.path.abspath(workdir)
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
-    mesh = sharding.make_mesh()
-    sharding.check_batch_size(config.batch_size, mesh)
-    load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
-    train = datasets.load_split(config.dataset, "train", **load)
-    test = datasets.load_split(config.dataset, "test", **load)
+    workdir, mesh, train, test = train_lib.setup_run(config, workdir)
 
     t0 = time.perf_counter()
     layers, codes = [], (train, test)
