@@ -1,4 +1,5 @@
-"""Pieces shared by the bundled builders: the feature spec and the seeded stratified split."""
+"""Pieces shared by the bundled builders: the feature spec, the seeded stratified split and the digit-builder
+base class."""
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -47,3 +48,24 @@ def stratified_split(
 
     train, test = train_test_split(np.arange(len(labels)), test_size=test_size, stratify=labels, random_state=seed)
     return np.sort(train), np.sort(test)
+
+
+class DigitImageBuilder(tfds.core.GeneratorBasedBuilder):
+    """Base of the grayscale digit builders: `image` [SIDE, SIDE, 1] uint8 and a 10-way `label`.
+
+    Subclasses set `SIDE`, `HOMEPAGE`, `VERSION` and their own `code_path = epath.Path(__file__)` (TFDS 4.9.10
+    finds a builder's files through it; the `importlib_resources` backport it would use is absent on 3.12), and
+    implement `_split_generators` / `_generate_examples`. Being abstract, this class is not registered with TFDS.
+    """
+
+    SIDE: int
+    HOMEPAGE: str
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=type(self).__doc__,
+            features=image_features(self.SIDE, self.SIDE),
+            supervised_keys=("image", "label"),
+            homepage=self.HOMEPAGE,
+        )

@@ -29,22 +29,14 @@ def read_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, bunch.target.astype(np.int64)
 
 
-class Digits(tfds.core.GeneratorBasedBuilder):
+class Digits(_common.DigitImageBuilder):
     """sklearn `load_digits`, 8x8x1 uint8 in 0..255, 1,437 train / 360 test."""
 
     VERSION = tfds.core.Version("1.0.0")
-    # TFDS 4.9.10 finds this file via the `importlib_resources` backport (absent on 3.12).
-    code_path = epath.Path(__file__)
+    code_path = epath.Path(__file__)  # see _common.DigitImageBuilder
+    SIDE = _SIDE
+    HOMEPAGE = "https://archive.ics.uci.edu/dataset/80"
     RELEASE_NOTES = {"1.0.0": "Stratified split 80% / 20%, seed 0; pixels round(v * 255 / 16)."}
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=_common.image_features(_SIDE, _SIDE),
-            supervised_keys=("image", "label"),
-            homepage="https://archive.ics.uci.edu/dataset/80",
-        )
 
     def _split_generators(self, dl_manager):
         del dl_manager  # The data ships with scikit-learn.

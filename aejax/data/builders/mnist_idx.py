@@ -117,23 +117,15 @@ def _manual_dir(dl_manager) -> epath.Path:
         ) from e
 
 
-class MnistIdx(tfds.core.GeneratorBasedBuilder):
+class MnistIdx(_common.DigitImageBuilder):
     """MNIST from the four standard IDX files (manual download), 28x28x1 uint8."""
 
     VERSION = tfds.core.Version("1.0.0")
-    # TFDS 4.9.10 finds this file via the `importlib_resources` backport (absent on 3.12).
-    code_path = epath.Path(__file__)
+    code_path = epath.Path(__file__)  # see _common.DigitImageBuilder
+    SIDE = _SIDE
+    HOMEPAGE = "http://yann.lecun.com/exdb/mnist/"
     RELEASE_NOTES = {"1.0.0": "Reads plain or gzipped IDX files from the manual dir."}
     MANUAL_DOWNLOAD_INSTRUCTIONS = INSTRUCTIONS
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=__doc__,
-            features=_common.image_features(_SIDE, _SIDE),
-            supervised_keys=("image", "label"),
-            homepage="http://yann.lecun.com/exdb/mnist/",
-        )
 
     def _split_generators(self, dl_manager):
         manual_dir = _manual_dir(dl_manager)
