@@ -3,6 +3,8 @@
   python launch.py                                           # the main job: configs/mnist_ae.py
   python launch.py --config=configs/mnist_ae.py:code2 --config.num_epochs=10 --workdir=runs/code2
 
+  python launch.py --workdir=runs/mnist_ae --eval_only [--reports=sparsity]   # re-analyse, no training
+
 A workdir that holds checkpoints is resumed from the latest one. The default workdir is runs/<config>[_<arg>].
 """
 
@@ -24,6 +26,13 @@ flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, figures and re
 flags.DEFINE_bool(
     "distributed", False, "Multi-host: call jax.distributed.initialize() (auto-detects the cluster)."
 )
+flags.DEFINE_bool(
+    "eval_only",
+    False,
+    "Re-run evaluation, figures and reports of the finished run in --workdir with its own config.json, "
+    "without training (--config is ignored).",
+)
+flags.DEFINE_string("reports", None, "With --eval_only: comma-separated reports instead of the run's own.")
 
 
 def default_workdir(config_flag: str) -> str:
@@ -43,6 +52,15 @@ def main(argv):
         import jax
 
         jax.distributed.initialize()
+    if flags.FLAGS.eval_only:
+        if not flags.FLAGS.workdir:
+            raise app.UsageError("--eval_only needs --workdir (the finished run to re-analyse).")
+        from aejax import runs
+
+        results = runs.reanalyse(flags.FLAGS.workdir, reports=flags.FLAGS.reports)
+        summary = {k: results[k] for k in ("test_sq_err", "pca_sq_err") if k in results}
+        print(f"Re-analysed {os.path.abspath(flags.FLAGS.workdir)}: {summary}")
+        return
     trainer = importlib.import_module("aejax." + flags.FLAGS.config.get("trainer", "train"))
     workdir = flags.FLAGS.workdir or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     print(f"workdir: {os.path.abspath(workdir)}")

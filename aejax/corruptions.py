@@ -12,7 +12,11 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from aejax.registry import Registry
+
 Corruption = Callable[..., tuple[jax.Array, jax.Array]]
+
+CORRUPTIONS = Registry("corruption")
 
 
 def _check_nu(nu: float) -> None:
@@ -20,6 +24,7 @@ def _check_nu(nu: float) -> None:
         raise ValueError(f"Corruption probability nu must be in [0, 1], got {nu}.")
 
 
+@CORRUPTIONS.register("gaussian")
 def gaussian(rng: jax.Array, x: jax.Array, *, sigma: float) -> tuple[jax.Array, jax.Array]:
     """Additive isotropic Gaussian noise: x~ = x + eps, eps ~ N(0, sigma^2 I).
 
@@ -40,6 +45,7 @@ def gaussian(rng: jax.Array, x: jax.Array, *, sigma: float) -> tuple[jax.Array, 
     return x + sigma * noise, jnp.ones_like(x)
 
 
+@CORRUPTIONS.register("masking")
 def masking(rng: jax.Array, x: jax.Array, *, nu: float) -> tuple[jax.Array, jax.Array]:
     """Masking noise: each component is independently set to 0 with probability nu.
 
@@ -63,6 +69,7 @@ def masking(rng: jax.Array, x: jax.Array, *, nu: float) -> tuple[jax.Array, jax.
     return jnp.where(corrupted, jnp.zeros_like(x), x), corrupted.astype(x.dtype)
 
 
+@CORRUPTIONS.register("salt_and_pepper")
 def salt_and_pepper(
     rng: jax.Array, x: jax.Array, *, nu: float, low: float = 0.0, high: float = 1.0
 ) -> tuple[jax.Array, jax.Array]:
@@ -89,36 +96,13 @@ def salt_and_pepper(
     return jnp.where(corrupted, value, x), corrupted.astype(x.dtype)
 
 
-_CORRUPTIONS: dict[str, Corruption] = {
-    "gaussian": gaussian,
-    "masking": masking,
-    "salt_and_pepper": salt_and_pepper,
-}
-
-
-def known_corruptions() -> list[str]:
-    """Sorted names of the corruptions."""
-    return sorted(_CORRUPTIONS)
-
-
-def get_corruption(name: str) -> Corruption:
-    """The corruption function registered under `name`.
-
-    Raises:
-      KeyError: for an unknown name; the message lists the known names.
-    """
-    if name not in _CORRUPTIONS:
-        raise KeyError(f"Unknown corruption {name!r}. Known corruptions: {', '.join(known_corruptions())}.")
-    return _CORRUPTIONS[name]
-
-
 def corrupt(name: str, rng: jax.Array, x: jax.Array, **hparams) -> tuple[jax.Array, jax.Array]:
     """Applies the corruption `name`: returns (x_tilde [B, ...], mask [B, ...]).
 
     Raises:
       KeyError: for an unknown name. ValueError: for out-of-range hyperparameters.
     """
-    return get_corruption(name)(rng, x, **hparams)
+    return CORRUPTIONS.get(name)(rng, x, **hparams)
 
 
 def emphasized_weights(mask: jax.Array, *, alpha: float, beta: float) -> jax.Array:

@@ -12,6 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from aejax.registry import Registry
+
+LIKELIHOODS = Registry("likelihood")
+
 
 class Likelihood(NamedTuple):
     """A decoder likelihood.
@@ -39,6 +43,7 @@ def _sum_per_example(v: jax.Array) -> jax.Array:
     return v.reshape(v.shape[0], -1).sum(axis=1)
 
 
+@LIKELIHOODS.register("bernoulli")
 def bernoulli() -> Likelihood:
     """Bernoulli decoder on logits: -sum_j [x_j log s(l_j) + (1 - x_j) log(1 - s(l_j))], s the sigmoid.
 
@@ -49,6 +54,7 @@ def bernoulli() -> Likelihood:
     return Likelihood("bernoulli", optax.sigmoid_binary_cross_entropy, jax.nn.sigmoid)
 
 
+@LIKELIHOODS.register("gaussian")
 def gaussian(sigma: float = 1.0) -> Likelihood:
     """Gaussian decoder N(x; mu, sigma^2 I) with fixed sigma.
 
@@ -68,18 +74,13 @@ def gaussian(sigma: float = 1.0) -> Likelihood:
     return Likelihood("gaussian", elementwise_nll, lambda mu: mu)
 
 
-_LIKELIHOODS = {"bernoulli": bernoulli, "gaussian": gaussian}
-
-
 def get_likelihood(name: str, **kwargs) -> Likelihood:
     """Builds a likelihood by name.
 
     Raises:
       KeyError: for an unknown name, listing the known ones.
     """
-    if name not in _LIKELIHOODS:
-        raise KeyError(f"Unknown likelihood {name!r}. Known likelihoods: {', '.join(sorted(_LIKELIHOODS))}.")
-    return _LIKELIHOODS[name](**kwargs)
+    return LIKELIHOODS.get(name)(**kwargs)
 
 
 def squared_error(recon: jax.Array, x: jax.Array) -> jax.Array:

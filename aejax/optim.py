@@ -30,12 +30,26 @@ def _kernels_only(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: getattr(path[-1], "key", None) == "kernel", params)
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+    cfg: ml_collections.ConfigDict, num_steps: int, *, where: str = "config.optimizer"
+) -> optax.GradientTransformation:
     """`optax.<cfg.name>(learning_rate=schedule)`, preceded by weight decay on kernels if cfg.weight_decay > 0.
+
+    `where` names the config section in error messages.
 
     Raises:
       KeyError: if `cfg.name` is not an optax optimizer.
+      ValueError: for a negative learning rate (gradient ascent), weight decay, clipping norm or warm-up
+        (naming the field).
     """
+    for field, ok, rule in (
+        ("learning_rate", cfg.learning_rate >= 0, ">= 0 (a negative rate is gradient ascent)"),
+        ("weight_decay", cfg.weight_decay >= 0, ">= 0"),
+        ("grad_clip_norm", cfg.grad_clip_norm >= 0, ">= 0 (0 disables clipping)"),
+        ("warmup_steps", cfg.get("warmup_steps", 0) >= 0, ">= 0"),
+    ):
+        if not ok:
+            raise ValueError(f"{where}.{field}={cfg.get(field)!r} must be {rule}.")
     factory = getattr(optax, cfg.name, None)
     if not callable(factory) or cfg.name.startswith("_"):
         known = "adam, adamw, sgd, rmsprop, lamb, lion, ... (any optax optimizer)"

@@ -1,5 +1,15 @@
-"""TrainState (arrays only) and the pure, jitted train and eval steps. No I/O here."""
+"""TrainState (arrays only) and the pure, jitted train and eval steps. No I/O here.
 
+The contracts every objective implements (`aejax.objectives.Objective`):
+
+    loss_fn(params, model_state, batch, rng, step) -> ([] loss, (metrics {name: []}, new model_state))
+    eval_fn(params, model_state, batch, rng) -> EvalOutput(metrics {name: [B]}, code [B, K])
+
+`model_state` holds the model's mutable collections other than "params" (e.g. {"batch_stats": ...} for
+BatchNorm; {} for most models); the loss returns its updated value (train mode), evaluation only reads it.
+"""
+
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +22,7 @@ from jax.sharding import Mesh
 from aejax import sharding
 from aejax.data.batch import Batch
 
-# loss_fn(params, batch, rng, step) -> (scalar loss, dict of scalar metrics)
-LossFn = Callable[[Any, Batch, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]]
+LossFn = Callable[[Any, Any, Batch, jax.Array, jax.Array], tuple[jax.Array, tuple[dict[str, jax.Array], Any]]]
 
 
 @flax.struct.dataclass
@@ -23,21 +32,52 @@ class TrainState:
     Attributes:
       step: [] int32, the number of updates done.
       params: the model's "params" collection.
+      model_state: the model's other mutable collections ({"batch_stats": ...}, or {}).
       opt_state: the optax state.
-      rng: [2] uint32 base key; step t draws from `fold_in(rng, t)`, so a resumed run draws the same noise.
+      rng: [2] uint32 key data; step t draws from `fold_in(wrap_key_data(rng), t)`, so a resumed run draws the
+        same noise as an uninterrupted one.
     """
 
     step: jax.Array
     params: Any
+    model_state: Any
     opt_state: Any
     rng: jax.Array
 
 
-def init_state(params, tx: optax.GradientTransformation, rng: jax.Array) -> TrainState:
-    """A fresh TrainState at step 0."""
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
+@flax.struct.dataclass
+class EvalOutput:
+    """Per-example evaluation of a batch.
+
+    Attributes:
+      metrics: {name: [B]} per-example numbers (e.g. "sq_err": squared error summed over pixels, "nll": nats);
+        the trainer logs every one as "eval/<name>" and averages it into results.json as "test_<name>".
+      code: [B, K] the codes of the batch (for plots, probes and reports).
+    """
+
+    metrics: dict[str, jax.Array]
+    code: jax.Array
 
 
+def init_state(params, tx: optax.GradientTransformation, rng: jax.Array, model_state=None) -> TrainState:
+    """A fresh TrainState at step 0; `rng` is a typed key (`jax.random.key`) or raw key data."""
+    if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        rng = jax.random.key_data(rng)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        model_state={} if model_state is None else model_state,
+        opt_state=tx.init(params),
+        rng=rng,
+    )
+
+
+def step_rng(state: TrainState) -> jax.Array:
+    """The typed key of step `state.step`: fold_in(rng, step)."""
+    return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+
+@functools.lru_cache(maxsize=64)  # the same (loss, optimizer, mesh) compiles once, e.g. DAEs that differ in seed
 def make_train_step(
     loss_fn: LossFn,
     tx: optax.GradientTransformation,
@@ -55,9 +95,10 @@ def make_train_step(
     """
 
     def train_step(state: TrainState, batch: Batch):
-        rng = jax.random.fold_in(state.rng, state.step)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (loss, metrics), grads = grad_fn(state.params, batch, rng, state.step)
+        (loss, (metrics, model_state)), grads = grad_fn(
+            state.params, state.model_state, batch, step_rng(state), state.step
+        )
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         if project is not None:
@@ -68,7 +109,7 @@ def make_train_step(
             "grad_norm": optax.global_norm(grads),
             "param_norm": optax.global_norm(params),
         }
-        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+        new_state = state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state)
         return new_state, metrics
 
     repl = sharding.replicated(mesh)
@@ -80,7 +121,7 @@ def make_train_step(
     )
 
 
-def make_eval_step(per_example_fn: Callable[[Any, Batch], dict[str, jax.Array]], mesh: Mesh):
-    """Jitted per-example evaluation: (params, batch) -> dict of [B] arrays, sharded like the batch."""
-    data = sharding.batch_sharded(mesh)
-    return jax.jit(per_example_fn, in_shardings=(sharding.replicated(mesh), data), out_shardings=data)
+def make_eval_step(eval_fn: Callable[..., EvalOutput], mesh: Mesh):
+    """Jitted per-example evaluation: (params, model_state, batch, rng) -> EvalOutput sharded like the batch."""
+    repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    return jax.jit(eval_fn, in_shardings=(repl, repl, data, repl), out_shardings=data)

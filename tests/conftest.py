@@ -10,3 +10,27 @@ import jax  # noqa: E402
 NUM_DEVICES = 4
 jax.config.update("jax_num_cpu_devices", NUM_DEVICES)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+
+def check_figure(path, *, min_width: int = 200, min_height: int = 100, min_ink: float = 0.01) -> None:
+    """Asserts that `path` is a PNG of at least the given size with drawing on it: at least `min_ink` of its
+    pixels differ from the background colour (an empty or failed figure is all background)."""
+    with Image.open(path) as img:
+        assert img.format == "PNG", f"{path} is not a PNG"
+        rgb = np.asarray(img.convert("RGB"), np.int16)
+    height, width = rgb.shape[:2]
+    assert width >= min_width and height >= min_height, f"{path} is only {width}x{height}"
+    background = rgb[0, 0]
+    ink = np.mean(np.any(np.abs(rgb - background) > 16, axis=-1))
+    assert ink >= min_ink, f"{path}: only {ink:.2%} of the pixels are drawn on"
+
+
+@pytest.fixture
+def assert_figure():
+    """`assert_figure(path, **limits)`: see `check_figure`."""
+    return check_figure

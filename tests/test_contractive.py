@@ -7,7 +7,7 @@ import pytest
 
 from aejax import regularizers
 from aejax.data.batch import Batch
-from aejax.models import get_model
+from aejax.models import AutoencoderOutput, get_model
 from aejax.regularizers.contractive import (
     choose_method,
     encoder_jacobian,
@@ -163,7 +163,14 @@ def test_higher_order_matches_jacobian_difference(deep):
 
 
 def _kl_value(h, rho):
-    return kl_sparsity(params={}, apply_fn=None, batch=None, outputs=(None, {"z": h}), rng=None, rho=rho)
+    return kl_sparsity(
+        params={},
+        apply_fn=None,
+        batch=None,
+        outputs=AutoencoderOutput(decoder_output=None, code=h, input=None),
+        rng=None,
+        rho=rho,
+    )
 
 
 def test_kl_sparsity_zero_at_target():

@@ -17,7 +17,7 @@ def _count(tree) -> int:
 
 
 def _x(shape, seed=0):
-    return jax.random.uniform(jax.random.PRNGKey(seed), shape)
+    return jax.random.uniform(jax.random.key(seed), shape)
 
 
 def _conv_same(x, kernel, bias, stride):
@@ -54,7 +54,7 @@ def test_registered_and_abstract():
 def test_output_shapes(input_shape, features, strides, downsample):
     model = ConvAutoencoder(input_shape, features=features, strides=strides, downsample=downsample, code_dim=7)
     x = _x((3, *input_shape))
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = model.init(jax.random.key(0), x)
     out = model.apply(variables, x)
     assert out.decoder_output.shape == (3, *input_shape)
     assert out.code.shape == (3, 7)
@@ -73,7 +73,7 @@ def test_parameter_count_matches_formula(downsample, batch_norm, k):
     model = ConvAutoencoder(
         (8, 8, 1), features=(4, 6), kernel_size=k, downsample=downsample, code_dim=5, batch_norm=batch_norm
     )
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 1)))
+    variables = model.init(jax.random.key(0), jnp.zeros((2, 8, 8, 1)))
     expected = (
         (k * k * 1 * 4 + 4)  # encoder_conv_0
         + (k * k * 4 * 6 + 6)  # encoder_conv_1
@@ -93,7 +93,7 @@ def test_parameter_count_matches_formula(downsample, batch_norm, k):
 def test_forward_matches_numpy_reference(downsample):
     model = ConvAutoencoder((8, 8, 1), features=(3, 4), downsample=downsample, code_dim=5, activation="tanh")
     x = _x((2, 8, 8, 1), seed=1)
-    params = model.init(jax.random.PRNGKey(2), x)["params"]
+    params = model.init(jax.random.key(2), x)["params"]
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
     pooled = downsample == "pool"
 
@@ -119,7 +119,7 @@ def test_forward_matches_numpy_reference(downsample):
 def test_batch_norm_tracks_batch_moments():
     model = ConvAutoencoder((8, 8, 1), features=(4, 6), code_dim=3, batch_norm=True)
     x = _x((6, 8, 8, 1), seed=3)
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = model.init(jax.random.key(0), x)
     stats0 = variables["batch_stats"]
     assert set(stats0) == {"encoder_bn_0", "encoder_bn_1", "decoder_bn_0"}
     _, updates = model.apply(
@@ -160,7 +160,7 @@ def test_batch_norm_tracks_batch_moments():
 def test_eval_encoder_rows_do_not_interact(downsample, batch_norm):
     model = ConvAutoencoder((8, 8, 2), features=(4, 6), downsample=downsample, code_dim=3, batch_norm=batch_norm)
     x = _x((5, 8, 8, 2), seed=4)
-    variables = model.init(jax.random.PRNGKey(0), x)
+    variables = model.init(jax.random.key(0), x)
     if batch_norm:  # non-trivial running statistics
         _, upd = model.apply(variables, x, train=True, mutable=["batch_stats"])
         variables = {"params": variables["params"], **upd}
@@ -174,7 +174,7 @@ def test_encoder_jacobian_matches_central_differences():
     # a step could cross). float32: truncation ~ eps^2 |f'''| / 6 ~ 2e-5, rounding ~ 1e-6 / (2 eps) ~ 5e-5.
     model = ConvAutoencoder((8, 8, 1), features=(4,), code_dim=3, activation="tanh", code_activation="tanh")
     x = _x((8, 8, 1), seed=5)
-    variables = model.init(jax.random.PRNGKey(6), x[None])
+    variables = model.init(jax.random.key(6), x[None])
 
     def f(x1):  # [8, 8, 1] -> [3]
         return model.apply(variables, x1[None], method="encode")[0]
@@ -196,7 +196,7 @@ def test_indivisible_side_is_a_clear_error(input_shape, strides, features, side,
     model = ConvAutoencoder(input_shape, features=features, strides=strides)
     pattern = rf"input side {side} is not divisible by strides\*\*num_layers = {factor}"
     with pytest.raises(ValueError, match=pattern):
-        model.init(jax.random.PRNGKey(0), jnp.zeros((1, *input_shape)))
+        model.init(jax.random.key(0), jnp.zeros((1, *input_shape)))
 
 
 @pytest.mark.parametrize(
@@ -214,12 +214,12 @@ def test_indivisible_side_is_a_clear_error(input_shape, strides, features, side,
 def test_bad_attributes_are_clear_errors(kwargs, error, pattern):
     model = ConvAutoencoder(**{"input_shape": (8, 8, 1), "features": (4,), **kwargs})
     with pytest.raises(error, match=pattern):
-        model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
+        model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
 
 
 def test_batch_shape_mismatch_names_both_shapes():
     model = ConvAutoencoder((8, 8, 1), features=(4,), code_dim=3)
-    variables = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 1)))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))
     with pytest.raises(ValueError, match=r"Input shape \(2, 8, 8, 2\) does not match .* \(8, 8, 1\)"):
         model.apply(variables, jnp.zeros((2, 8, 8, 2)))
     with pytest.raises(ValueError, match=r"Code shape \(2, 4\) is not \[B, code_dim=3\]"):

@@ -98,7 +98,7 @@ def test_bad_sigma_raises(x):
 
 def test_unknown_corruption_lists_known():
     with pytest.raises(KeyError) as err:
-        corruptions.get_corruption("dropout")
+        corruptions.CORRUPTIONS.get("dropout")
     for name in ("gaussian", "masking", "salt_and_pepper"):
         assert name in str(err.value)
 

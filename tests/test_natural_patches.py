@@ -93,13 +93,13 @@ def test_load_split_builds_the_config_deterministically(tmp_path):
     split = datasets.load_split("natural_patches/8x8", "test", data_dir=str(tmp_path))
     config = next(c for c in nat.NaturalPatches.BUILDER_CONFIGS if c.name == "8x8")
     reference, labels = nat.make_splits(config)["test"]
-    assert split.images.shape == (2000, 8, 8, 1) and split.images.dtype == np.float32
+    assert split.x.shape == (2000, 8, 8, 1) and split.x.dtype == np.float32
 
     def rows_sorted(x, y):  # TFDS stores records in the order of their hashed keys: compare as sets of rows
         flat = np.concatenate([x.reshape(len(x), -1), y[:, None].astype(np.float32)], axis=1)
         return flat[np.lexsort(flat.T[::-1])]
 
-    np.testing.assert_array_equal(rows_sorted(split.images, split.labels), rows_sorted(reference, labels))
+    np.testing.assert_array_equal(rows_sorted(split.x, split.labels), rows_sorted(reference, labels))
     assert set(np.unique(split.labels)) == set(range(len(nat.IMAGES)))
     with pytest.raises(Exception, match="16x16"):
         datasets.load_split("natural_patches/16x16", "test", data_dir=str(tmp_path))

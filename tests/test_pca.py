@@ -4,7 +4,7 @@ eigenvalues of the covariance (Eckart-Young), computed here with numpy, independ
 import numpy as np
 import pytest
 
-from aejax.analysis import pca
+from aejax.analysis import embedding, pca
 
 
 def test_pca_error_is_sum_of_trailing_eigenvalues():
@@ -26,10 +26,10 @@ def test_pca_reconstruction_shapes_and_bad_k():
 
 def test_embed_2d_passes_2d_codes_through():
     codes = np.random.default_rng(2).normal(size=(30, 2))
-    points, how = pca.embed_2d(codes)
+    points, how = embedding.embed_2d(codes)
     np.testing.assert_array_equal(points, codes)
     assert how == "code"
-    points, how = pca.embed_2d(np.random.default_rng(3).normal(size=(30, 5)), "pca")
+    points, how = embedding.embed_2d(np.random.default_rng(3).normal(size=(30, 5)), "pca")
     assert points.shape == (30, 2) and how == "PCA of codes"
     with pytest.raises(ValueError, match="Known: pca, tsne"):
-        pca.embed_2d(np.zeros((30, 5)), "umap")
+        embedding.embed_2d(np.zeros((30, 5)), "umap")

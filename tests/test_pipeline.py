@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from aejax.data import GrainLoader, InMemoryLoader, eval_batches, load_split
+from aejax.data import GrainLoader, InMemoryLoader, eval_batches, load_split, transforms
 
 N = 50
 
@@ -143,5 +143,6 @@ def test_grain_over_a_tfds_data_source(tmp_path):
     batch = loader.batch(3)
     assert batch.x.shape == (40, 8, 8, 1) and batch.x.dtype == np.float32
     # Every row is a real example of the split (pixels and label), found by exact match.
-    known = {(x.tobytes(), int(y)) for x, y in zip(split.images, split.labels, strict=True)}
+    scaled = transforms.apply(split, transforms.Transforms(), train=False)  # the grain loader scales uint8 too
+    known = {(x.tobytes(), int(y)) for x, y in zip(scaled.x, scaled.labels, strict=True)}
     assert all((x.tobytes(), int(y)) in known for x, y in zip(batch.x, batch.label, strict=True))

@@ -1,17 +1,13 @@
 """aejax.analysis.regularization against closed forms, and the sparsity / denoising / contractive reports and
 configs end to end on runlocal-sized trained models."""
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from orbax.checkpoint import StandardCheckpointer
 
-from aejax import train
+from aejax import runs, train
 from aejax.analysis import regularization as reg
-from aejax.data import datasets
 from configs import contractive, denoising, sparse
 
 D, H = 6, 10  # input and code sizes of the linear maps: D <= H so W^T [H, D] has D non-zero singular values
@@ -74,9 +70,9 @@ def test_contraction_ratio_of_linear_map_is_norm_of_w_transpose_u(linear_map):
 def test_contraction_ratio_with_random_directions_lies_between_extreme_singular_values(linear_map):
     w, b, x = linear_map
     s = np.linalg.svd(w, compute_uv=False)
-    ratios = reg.contraction_ratios(_linear(w, b), x, (0.5, 2.0), rng=jax.random.PRNGKey(0))
+    ratios = reg.contraction_ratios(_linear(w, b), x, (0.5, 2.0), rng=jax.random.key(0))
     assert np.all(ratios >= s.min() * (1 - 1e-3)) and np.all(ratios <= s.max() * (1 + 1e-3))
-    u = reg.random_unit_directions(jax.random.PRNGKey(1), (50, 2, 3))
+    u = reg.random_unit_directions(jax.random.key(1), (50, 2, 3))
     np.testing.assert_allclose(np.linalg.norm(u.reshape(50, -1), axis=1), 1.0, rtol=1e-6)
 
 
@@ -86,7 +82,7 @@ def test_contraction_ratio_rejects_bad_arguments(linear_map):
     with pytest.raises(ValueError, match="exactly one"):
         reg.contraction_ratios(f, x, (1.0,))
     with pytest.raises(ValueError, match="positive"):
-        reg.contraction_ratios(f, x, (0.0,), rng=jax.random.PRNGKey(0))
+        reg.contraction_ratios(f, x, (0.0,), rng=jax.random.key(0))
     with pytest.raises(ValueError, match="shape"):
         reg.contraction_ratios(f, x, (1.0,), directions=np.ones((2, 2, 3), np.float32))
 
@@ -122,17 +118,17 @@ def test_code_statistics_on_constructed_codes():
 def test_denoising_error_of_identity_and_zero_maps():
     n, d, nu, sigma = 20, 100, 0.25, 0.2
     x = np.ones((n, 10, 10, 1), np.float32)
-    masked = reg.denoising_error(lambda xb: xb, x, "masking", jax.random.PRNGKey(0), nu=nu, chunk_size=8)
+    masked = reg.denoising_error(lambda xb: xb, x, "masking", jax.random.key(0), nu=nu, chunk_size=8)
     np.testing.assert_allclose(masked.sq_err, masked.corrupted_sq_err)  # identity = no denoising
     # Masking ones: the squared error counts the zeroed pixels, Binomial(n d, nu); 5 standard deviations.
     assert abs(masked.sq_err.sum() - nu * n * d) < 5 * np.sqrt(n * d * nu * (1 - nu))
-    zero = reg.denoising_error(jnp.zeros_like, x, "gaussian", jax.random.PRNGKey(1), sigma=sigma)
+    zero = reg.denoising_error(jnp.zeros_like, x, "gaussian", jax.random.key(1), sigma=sigma)
     np.testing.assert_allclose(zero.sq_err, np.full(n, d))  # ||0 - 1||^2 summed over 100 pixels
     np.testing.assert_allclose(zero.psnr, 0.0, atol=1e-12)
     # Gaussian: ||x~ - x||^2 / sigma^2 ~ chi^2 with n d degrees of freedom (mean n d, sd sqrt(2 n d)).
     assert abs(zero.corrupted_sq_err.sum() / sigma**2 - n * d) < 5 * np.sqrt(2 * n * d)
     with pytest.raises(KeyError, match="Known corruptions"):
-        reg.denoising_error(jnp.zeros_like, x, "blur", jax.random.PRNGKey(0))
+        reg.denoising_error(jnp.zeros_like, x, "blur", jax.random.key(0))
 
 
 def test_config_variants_build_and_reject_bad_combinations():
@@ -165,16 +161,15 @@ def trained(tmp_path_factory):
         config.analysis.jacobian_points = 20
         config.analysis.spectrum_points = 1  # the spectrum of one point: sum s^2 = ||J||_F^2
     results = train.train_and_evaluate(config, str(workdir))
-    assert results == json.loads((workdir / "results.json").read_text())
-    params = StandardCheckpointer().restore(workdir / "checkpoints" / "20" / "state")["params"]
-    test_images = datasets.load_split(config.dataset, "test", data_dir=data_dir).images
-    return workdir, results, params, test_images
+    run = runs.load_run(str(workdir))  # the trained parameters and the test digits as the model saw them
+    assert run.step == 20
+    return workdir, results, run.variables["params"], run.test_split.x
 
 
-def test_sparsity_report_on_a_trained_model(trained):
+def test_sparsity_report_on_a_trained_model(trained, assert_figure):
     workdir, results, params, images = trained
-    for name in ("sparsity_histogram.png", "sparsity_filters.png", "sparsity.npz"):
-        assert (workdir / name).stat().st_size > 0, name
+    for name in ("sparsity_histogram.png", "sparsity_filters.png"):
+        assert_figure(workdir / name)
     # Independent: the sigmoid codes from the trained parameters, in numpy float64.
     w, b = np.asarray(params["encoder_0"]["kernel"], np.float64), np.asarray(params["encoder_0"]["bias"])
     h = 1.0 / (1.0 + np.exp(-(images.reshape(len(images), -1) @ w + b)))
@@ -184,9 +179,9 @@ def test_sparsity_report_on_a_trained_model(trained):
     assert hist["hist_counts"].sum() == h.size
 
 
-def test_denoising_report_on_a_trained_model(trained):
+def test_denoising_report_on_a_trained_model(trained, assert_figure):
     workdir, results, _, _ = trained
-    assert (workdir / "denoising.png").stat().st_size > 0
+    assert_figure(workdir / "denoising.png")
     for name in ("gaussian", "masking", "salt_and_pepper"):
         assert np.isfinite(results[f"denoising/{name}/sq_err"]) and results[f"denoising/{name}/psnr"] > 0
     # 25% masking of the test digits zeroes ~25% of their squared pixel mass (~100 per digit).
@@ -195,10 +190,9 @@ def test_denoising_report_on_a_trained_model(trained):
     assert abs(results["denoising/gaussian/corrupted_sq_err"] - 70.56) < 5 * 0.09 * np.sqrt(2 * 784 / 1000)
 
 
-def test_contractive_report_matches_closed_form_of_trained_sigmoid_layer(trained):
+def test_contractive_report_matches_closed_form_of_trained_sigmoid_layer(trained, assert_figure):
     workdir, results, params, images = trained
-    for name in ("contractive.png", "contractive.npz"):
-        assert (workdir / name).stat().st_size > 0, name
+    assert_figure(workdir / "contractive.png")
     arrays = np.load(workdir / "contractive.npz")
     n = len(arrays["jacobian_norms"])
     # Independent: Rifai's closed form from the trained parameters, in numpy float64.

@@ -11,7 +11,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aejax import train
+from aejax import runs, train
 from aejax.data import datasets
 from aejax.data.batch import Batch
 from aejax.jobs import stacked
@@ -37,7 +37,7 @@ def _small_config(**model):
 def _layer_params(config, input_dim, seed=0):
     dims = [input_dim, *stacked.widths(config)]
     return [
-        stacked.layer_model(config, i, (dims[i],)).init(jax.random.PRNGKey(seed + i), jnp.zeros((1, dims[i])))[
+        stacked.layer_model(config, i, (dims[i],)).init(jax.random.key(seed + i), jnp.zeros((1, dims[i])))[
             "params"
         ]
         for i in range(len(dims) - 1)
@@ -51,7 +51,7 @@ def test_stacked_params_compose_the_layer_encoders_and_decoders(tied):
     deep = get_model("mlp", input_shape=(12,), **config.model)
     x = np.random.default_rng(0).uniform(size=(5, 12)).astype(np.float32)
     params = stacked.stack_params(layers)
-    want = jax.eval_shape(deep.init, jax.random.PRNGKey(0), jnp.zeros((1, 12)))["params"]
+    want = jax.eval_shape(deep.init, jax.random.key(0), jnp.zeros((1, 12)))["params"]
     assert jax.tree.structure(params) == jax.tree.structure(want)
 
     # numpy reference: sigmoid hidden codes, linear top code, linear last decoder layer
@@ -79,8 +79,8 @@ def test_layer_dae_corrupts_its_own_input_and_reconstructs_the_clean_one():
     likelihood = get_likelihood(stacked.layer_likelihood(config, 1))
     assert likelihood.name == "bernoulli"
     h = np.random.default_rng(1).uniform(size=(4, 8)).astype(np.float32)
-    loss, _ = stacked.layer_loss_fn(config, model, likelihood)(
-        params, Batch(jnp.asarray(h), jnp.zeros((4,), jnp.int32)), jax.random.PRNGKey(0), jnp.int32(0)
+    loss, _ = stacked.layer_objective(config, model, likelihood).loss_fn(
+        params, {}, Batch(jnp.asarray(h), jnp.zeros((4,), jnp.int32)), jax.random.key(0), jnp.int32(0)
     )
     p = jax.tree.map(np.asarray, params)
     code = _sigmoid(np.zeros((4, 8)) @ p["encoder_0"]["kernel"] + p["encoder_0"]["bias"])
@@ -111,7 +111,7 @@ def test_pretraining_feeds_clean_codes_upward_and_corrupts_each_layer_input_only
         codes = datasets.Split(res.train_codes, split.labels), datasets.Split(res.test_codes, split.labels)
     # one trace per layer, on the layer's own [B, d_l] input
     assert seen == [(16, 12), (16, 8), (16, 6)]
-    h = split.images
+    h = split.x
     for i, res in enumerate(results):
         p = res.params["encoder_0"]
         h = h @ np.asarray(p["kernel"]) + np.asarray(p["bias"])
@@ -136,7 +136,7 @@ def _restore_params(path):
     return ocp.StandardCheckpointer().restore(os.path.join(path, "state"))["params"]
 
 
-def test_runlocal_job_end_to_end_starts_fine_tuning_from_the_stacked_weights(tmp_path, data_dir):
+def test_runlocal_job_end_to_end_starts_fine_tuning_from_the_stacked_weights(tmp_path, data_dir, assert_figure):
     config = stacked_config.get_config("runlocal")
     assert config.trainer == "jobs.stacked" and tied_config.get_config("runlocal").model.tied
     config.data_dir = data_dir
@@ -145,20 +145,22 @@ def test_runlocal_job_end_to_end_starts_fine_tuning_from_the_stacked_weights(tmp
     job = importlib.import_module("aejax." + config.trainer)  # as launch.py resolves it
     results = job.train_and_evaluate(config, str(tmp_path))
 
-    on_disk = json.loads((tmp_path / "results.json").read_text())
-    assert on_disk.keys() == results.keys() and on_disk["test_sq_err"] == results["test_sq_err"]
     assert [p["num_steps"] for p in results["pretrain"]] == [10, 10]
     assert results["widths"] == [784, 32, 8] and results["num_steps"] == 20
     for key in ("test_sq_err", "random_init_test_sq_err", "stacked_before_finetune_test_sq_err"):
         assert np.isfinite(results[key]), key
     # With a zero fine-tuning rate the test error is that of the stacked network (eval jitted vs not).
     np.testing.assert_allclose(results["test_sq_err"], results["stacked_before_finetune_test_sq_err"], rtol=1e-4)
-    assert (tmp_path / "stacked_curves.png").stat().st_size > 0
+    assert_figure(tmp_path / "stacked_curves.png", min_width=600)
     for sub in ("finetune", "random_init"):
-        assert (tmp_path / sub / "results.json").exists(), sub
+        sub_results = json.loads((tmp_path / sub / "results.json").read_text())
+        assert sub_results["num_steps"] == 20, sub
+    assert sub_results["test_sq_err"] == results["random_init_test_sq_err"]
 
     layers = [_restore_params(tmp_path / "pretrain" / f"layer_{i}" / "checkpoints" / "10") for i in range(2)]
-    final = _restore_params(tmp_path / "finetune" / "checkpoints" / "20")
+    finetuned = runs.load_run(str(tmp_path / "finetune"))  # a sub-run loads like any run of aejax.train
+    assert finetuned.step == 20
+    final = finetuned.variables["params"]
     want = stacked.stack_params(layers)
     assert jax.tree.structure(final) == jax.tree.structure(want)
     for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(want), strict=True):

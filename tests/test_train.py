@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from aejax import train
+from aejax import runs, train
 from configs import mnist_ae
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,8 +28,7 @@ def _config(data_dir, **overrides):
 
 
 def _final_params(workdir, step):
-    restored = ocp.StandardCheckpointer().restore(os.path.join(workdir, "checkpoints", str(step), "state"))
-    return restored["params"]
+    return runs.load_run(str(workdir), step=step).variables["params"]
 
 
 def test_launch_py_end_to_end(tmp_path, data_dir):

@@ -6,7 +6,8 @@ Tweedie's E[x | x~] = x~ + sigma^2 grad log p_sigma(x~), p_sigma = p * N(0, sigm
 estimator is biased towards the smoothed score (bias O(sigma^2)) while the 1 / sigma^2 amplifies
 the DAE's fitting errors (variance grows as sigma -> 0). This module trains DAEs through the same
 model, likelihood, objective and train step as every other run, measures the estimator against
-the closed-form densities of `aejax.analysis.densities`, and samples with the learned score.
+the closed-form densities of `aejax.analysis.densities`, and samples with the learned score. Training runs
+through the one loop of every run (`aejax.loop`).
 """
 
 import functools
@@ -18,13 +19,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aejax import corruptions, optim, regularizers, sharding
-from aejax import train_step as ts
+from aejax import corruptions, loop, optim, regularizers, sharding
 from aejax.analysis import densities
 from aejax.data.pipeline import InMemoryLoader
 from aejax.likelihoods import get_likelihood
 from aejax.models import get_model
-from aejax.objectives.autoencoder import make_loss_fn
+from aejax.objectives import Objective
+from aejax.objectives.autoencoder import make_eval_fn, make_loss_fn
+from aejax.train import make_init_fn
 
 # reconstruct: [B, D] -> [B, D], the mean reconstruction r(x).
 Reconstruct = Callable[[jax.Array], jax.Array]
@@ -54,9 +56,9 @@ def check_2d(x, name: str = "x") -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _dae_step(dim, hidden, code_dim, activation, sigma, contractive, learning_rate, steps, mesh):
-    """(model, tx, jitted train step, jitted apply) of `train_dae`, cached: DAEs that differ only in seed (or
-    data of one shape) share the compilations."""
+def _dae_parts(dim, hidden, code_dim, activation, sigma, contractive, learning_rate, steps):
+    """(model, objective, tx) of `train_dae`, cached: DAEs that differ only in seed (or data of one shape) share
+    these objects and so the loop's compiled train step."""
     model = get_model("mlp", input_shape=(dim,), hidden=hidden, code_dim=code_dim, activation=activation)
     lik = get_likelihood("gaussian")
     if contractive:
@@ -72,8 +74,12 @@ def _dae_step(dim, hidden, code_dim, activation, sigma, contractive, learning_ra
         dict(name="adam", learning_rate=learning_rate, schedule="cosine", weight_decay=0.0, grad_clip_norm=0.0)
     )
     tx = optim.make_optimizer(opt_cfg, steps)
-    apply = jax.jit(lambda p, xb: model.apply({"params": p}, xb)[0])
-    return model, tx, ts.make_train_step(loss_fn, tx, mesh), apply
+    return model, Objective(loss_fn, make_eval_fn(model, lik)), tx
+
+
+@functools.lru_cache(maxsize=8)
+def _reconstruct_fn(model):
+    return jax.jit(lambda p, xb: model.apply({"params": p}, xb).decoder_output)
 
 
 def train_dae(
@@ -88,31 +94,35 @@ def train_dae(
     batch_size: int = 512,
     learning_rate: float = 1e-2,
     contractive: bool = False,
+    workdir: str | None = None,
 ) -> TrainedDAE:
-    """Trains an MLP DAE r on samples x with Gaussian corruption and squared error.
+    """Trains an MLP DAE r on samples x with Gaussian corruption and squared error, through the shared loop.
 
     Runs through the library: `get_model("mlp")` (linear code), the unit-variance Gaussian likelihood
     (NLL = squared error / 2 + const), `objectives.autoencoder.make_loss_fn` with `corruptions.gaussian`,
-    `train_step.make_train_step` on the data mesh, `InMemoryLoader` batches; Adam with cosine-decayed lr.
-    With `contractive=True` it trains the reconstruction-contractive AE instead (Alain & Bengio 2014):
-    no corruption, squared error + sigma^2 ||dr/dx||_F^2 (the regularizer "reconstruction_contractive",
-    weight sigma^2 / 2 because the NLL is half the squared error).
+    `aejax.loop.run` (the train step on the data mesh, the NaN stop, checkpoints when `workdir` is given),
+    `InMemoryLoader` batches; Adam with cosine-decayed lr. With `contractive=True` it trains the
+    reconstruction-contractive AE instead (Alain & Bengio 2014): no corruption, squared error +
+    sigma^2 ||dr/dx||_F^2 (the regularizer "reconstruction_contractive", weight sigma^2 / 2 because the NLL is
+    half the squared error).
 
     Args:
       x: [N, D] float training samples.
       sigma: corruption standard deviation (input units), > 0.
       steps: number of updates.
       seed: seed of the initialisation, the batch order and the noise.
-      hidden, code_dim, activation: the MLP (`aejax.models.mlp.Model`).
+      hidden, code_dim, activation: the MLP (`aejax.models.mlp.MLPAutoencoder`).
       batch_size: global batch, a multiple of the number of devices and <= N.
       learning_rate: peak Adam learning rate.
       contractive: train the RCAE instead of the DAE.
+      workdir: where the loop keeps checkpoints and metrics (a relaunch resumes); None keeps nothing.
 
     Returns:
       A `TrainedDAE`, callable as reconstruct(x [B, D]) -> [B, D].
 
     Raises:
       ValueError: if x is not [N, D], sigma <= 0, steps < 1 or the batch size does not fit.
+      aejax.loop.NonFiniteLossError: if training diverged (the message names the step and the term).
     """
     check_2d(x)
     if sigma <= 0 or steps < 1:
@@ -120,8 +130,8 @@ def train_dae(
     x = np.asarray(x, np.float32)
     dim = x.shape[1]
     mesh = sharding.make_mesh()
-    model, tx, step_fn, apply = _dae_step(
-        dim, tuple(hidden), code_dim, activation, float(sigma), contractive, learning_rate, steps, mesh
+    model, objective, tx = _dae_parts(
+        dim, tuple(hidden), code_dim, activation, float(sigma), contractive, learning_rate, steps
     )
     sharding.check_batch_size(batch_size, mesh)
     loader = InMemoryLoader(
@@ -132,14 +142,22 @@ def train_dae(
         process_index=jax.process_index(),
         process_count=jax.process_count(),
     )
-    init_rng, state_rng = jax.random.split(jax.random.key(seed))
-    params = model.init(init_rng, jnp.zeros((1, dim), jnp.float32))["params"]
-    state = sharding.replicate(ts.init_state(params, tx, jax.random.key_data(state_rng)), mesh)
-    metrics = {}
-    for step in range(steps):
-        state, metrics = step_fn(state, sharding.to_global(loader.batch(step), mesh))
-    params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), state.params)  # off the mesh
-    return TrainedDAE(apply, params, float(metrics["loss"]))
+    settings = loop.LoopSettings(
+        num_steps=steps, batch_size=batch_size, log_every=min(100, steps), checkpoint_every=steps
+    )
+    init_fn = make_init_fn(model, tx, (dim,), mesh, jax.random.key(seed))
+    result = loop.run(
+        settings=settings,
+        mesh=mesh,
+        objective=objective,
+        tx=tx,
+        init_fn=init_fn,
+        loader=loader,
+        workdir=workdir,
+        desc=f"{'RCAE' if contractive else 'DAE'} sigma={sigma:g}",
+    )
+    params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), result.state.params)  # off the mesh
+    return TrainedDAE(_reconstruct_fn(model), params, float(result.last_metrics["loss"]))
 
 
 def linear_dae_closed_form(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:

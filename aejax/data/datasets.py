@@ -1,7 +1,9 @@
 """Whole splits as in-memory arrays: the bundled TFDS builders, or any prepared TFDS catalog set.
 
 Every bundled set fits in memory, so a split is read once into numpy (the loaders in
-`aejax.data.pipeline` batch it); nothing is cached here besides what TFDS writes to `data_dir`.
+`aejax.data.pipeline` batch it); nothing is cached here besides what TFDS writes to `data_dir`. The reader
+returns what the builder stores: the input under "image", "series" or "features" (or the dataset's supervised
+input key), the labels, and a "length" feature when there is one.
 """
 
 import importlib
@@ -13,21 +15,28 @@ import tensorflow_datasets as tfds
 
 from aejax.data import builders
 
-# Catalog sets whose uint8 pixels are already 0/1, not 0..255.
-_BINARY_CATALOG = frozenset({"binarized_mnist"})
 _CHUNK = 1024
 
 
+# Record keys of the model input, by kind of data; the kind decides which analyses apply (image rows, filters).
+INPUT_KEYS = {"image": "image", "series": "series", "features": "vector"}
+
+
 class Split(NamedTuple):
-    """One split in memory.
+    """One split in memory, as the builder stores it (no scaling; see `aejax.data.transforms`).
 
     Attributes:
-      images: [N, H, W, C] float32 pixels in [0, 1] (C = 1 for grayscale).
+      x: [N, *example_shape] the model inputs as stored: images [N, H, W, C] (uint8 0..255 for the digit
+        sets, float for patches), series [N, T, C], feature vectors [N, D].
       labels: [N] int32 class labels (-1 where the dataset has none).
+      lengths: optional [N] int32 valid lengths along axis 1 (variable-length series; padding after them).
+      kind: "image", "series" or "vector": what x holds.
     """
 
-    images: np.ndarray
+    x: np.ndarray
     labels: np.ndarray
+    lengths: np.ndarray | None = None
+    kind: str = "vector"
 
 
 def _discover_bundled() -> tuple[str, ...]:
@@ -66,27 +75,41 @@ def _catalog_source(name: str, base: str, split: str, data_dir: str | None):
         raise ValueError(f"Could not prepare or read TFDS dataset {name!r}: {e}\n{how}") from e
 
 
-def _read_all(source, *, binary: bool) -> Split:
+def _input_key(info) -> str:
+    if info.supervised_keys:
+        return info.supervised_keys[0]
+    for key in INPUT_KEYS:
+        if key in info.features:
+            return key
+    raise ValueError(f"{info.name!r} has no input feature among {sorted(INPUT_KEYS)} and no supervised_keys.")
+
+
+def _read_all(source) -> Split:
     info = source.dataset_info
-    image_key, label_key = info.supervised_keys or ("image", None)
+    input_key = _input_key(info)
+    label_key = (
+        info.supervised_keys[1] if info.supervised_keys else ("label" if "label" in info.features else None)
+    )
+    has_length = "length" in info.features
     n = len(source)
     if n == 0:
         raise ValueError(f"Split {source.split!r} of {info.name!r} is empty.")
-    images, labels = [], []
+    xs, labels, lengths = [], [], []
     # __getitems__ reads a chunk of records at once, much faster than source[i] one by one.
     for start in range(0, n, _CHUNK):
         records = source.__getitems__(list(range(start, min(start + _CHUNK, n))))
-        images.append(np.stack([r[image_key] for r in records]))
+        xs.append(np.stack([r[input_key] for r in records]))
         if label_key is not None:
             labels.append(np.asarray([r[label_key] for r in records]))
-    raw = np.concatenate(images)
-    x = raw.astype(np.float32)
-    if raw.dtype == np.uint8 and not binary:
-        x /= np.float32(255.0)
-    if x.ndim == 3:  # [N, H, W] grayscale -> [N, H, W, 1]
-        x = x[..., None]
+        if has_length:
+            lengths.append(np.asarray([r["length"] for r in records]))
     y = np.concatenate(labels).astype(np.int32) if labels else np.full((n,), -1, np.int32)
-    return Split(images=x, labels=y)
+    return Split(
+        x=np.concatenate(xs),
+        labels=y,
+        lengths=np.concatenate(lengths).astype(np.int32) if has_length else None,
+        kind=INPUT_KEYS.get(input_key, "vector"),
+    )
 
 
 def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir: str | None = None) -> Split:
@@ -107,8 +130,8 @@ def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir
         None -> `<data_dir>/downloads/manual/`.
 
     Returns:
-      `Split(images [N, H, W, C] float32 in [0, 1], labels [N] int32)`; uint8 pixels are divided
-      by 255 (except the already-binary `binarized_mnist`).
+      `Split(x, labels [N] int32, lengths, kind)` with x as the builder stores it (e.g. uint8 pixels 0..255);
+      the config's transforms (`aejax.data.transforms`) scale or binarise it.
 
     Raises:
       KeyError: if `name` is neither bundled nor in the TFDS catalog (the message lists `BUNDLED`).
@@ -117,6 +140,6 @@ def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir
         them).
     """
     if name.split("/")[0] in BUNDLED:
-        return _read_all(_bundled_source(name, split, data_dir, manual_dir), binary=False)
+        return _read_all(_bundled_source(name, split, data_dir, manual_dir))
     base = name.split(":")[0].split("/")[0]  # "mnist:3.0.1", "mnist/config" -> "mnist"
-    return _read_all(_catalog_source(name, base, split, data_dir), binary=base in _BINARY_CATALOG)
+    return _read_all(_catalog_source(name, base, split, data_dir))

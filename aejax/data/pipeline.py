@@ -10,13 +10,17 @@ step, for data that does not.
 """
 
 import abc
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grain
 import numpy as np
 
 from aejax.data.batch import Batch
+from aejax.data.transforms import scale
+
+# transform(x [b, ...], step) -> x: a per-step transform of training inputs (e.g. dynamic binarisation).
+StepTransform = Callable[[np.ndarray, int], np.ndarray]
 
 
 class AbstractLoader(abc.ABC):
@@ -90,12 +94,14 @@ class InMemoryLoader(AbstractLoader):
     """Batches arrays held in host memory by a seeded per-epoch permutation.
 
     Args:
-      images: [N, *input_shape] float32 inputs (e.g. `Split.images`).
+      x: [N, *input_shape] float32 inputs (e.g. a transformed `Split.x`).
       labels: [N] int32 labels.
       global_batch_size: B; `batch` returns B / process_count rows.
       seed: shuffle seed; epoch e uses `np.random.default_rng([seed, e]).permutation(N)`.
       process_index: this host's index (`jax.process_index()`).
       process_count: number of hosts (`jax.process_count()`).
+      transform: optional `fn(x, step) -> x` applied to every batch (dynamic binarisation), a pure function of
+        the step like the order.
 
     Raises:
       ValueError: on mismatched lengths or a bad batch size (see `AbstractLoader`).
@@ -103,25 +109,27 @@ class InMemoryLoader(AbstractLoader):
 
     def __init__(
         self,
-        images: np.ndarray,
+        x: np.ndarray,
         labels: np.ndarray,
         *,
         global_batch_size: int,
         seed: int,
         process_index: int = 0,
         process_count: int = 1,
+        transform: StepTransform | None = None,
     ):
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+        if len(x) != len(labels):
+            raise ValueError(f"{len(x)} inputs but {len(labels)} labels.")
         super().__init__(
-            len(images),
+            len(x),
             global_batch_size=global_batch_size,
             seed=seed,
             process_index=process_index,
             process_count=process_count,
         )
-        self.images = images
+        self.x = x
         self.labels = labels
+        self.transform = transform
         self._epoch, self._perm = -1, np.empty((0,), np.int64)
 
     def permutation(self, epoch: int) -> np.ndarray:
@@ -137,7 +145,10 @@ class InMemoryLoader(AbstractLoader):
         epoch, index = self._locate(step)
         start = index * self.global_batch_size + self.process_index * self.local_batch_size
         rows = self.permutation(epoch)[start : start + self.local_batch_size]
-        return Batch(x=self.images[rows], label=self.labels[rows])
+        x = self.x[rows]
+        if self.transform is not None:
+            x = self.transform(x, step)
+        return Batch(x=x, label=self.labels[rows])
 
 
 class GrainLoader(AbstractLoader):
@@ -157,7 +168,7 @@ class GrainLoader(AbstractLoader):
       seed: shuffle seed, in [0, 2**32).
       process_index: this host's index.
       process_count: number of hosts.
-      image_key: record key of the image; uint8 pixels are divided by 255.
+      image_key: record key of the input; integer pixels are scaled as `transforms.scale(.., "auto")`.
       label_key: record key of the label, or None (labels are then -1).
 
     Raises:
@@ -205,10 +216,7 @@ class GrainLoader(AbstractLoader):
     def batch(self, step: int) -> Batch:
         """Returns this host's `Batch(x [B/P, ...], label [B/P])` of global step `step`."""
         records = self._read([int(i) for i in self.indices(step)])
-        images = np.stack([np.asarray(r[self.image_key]) for r in records])
-        x = images.astype(np.float32)
-        if images.dtype == np.uint8:
-            x /= np.float32(255.0)
+        x = scale(np.stack([np.asarray(r[self.image_key]) for r in records]), "auto")
         if self.label_key is None:
             label = np.full((len(records),), -1, np.int32)
         else:
@@ -217,12 +225,12 @@ class GrainLoader(AbstractLoader):
 
 
 def eval_batches(
-    images: np.ndarray, labels: np.ndarray, *, batch_size: int, multiple_of: int
+    x: np.ndarray, labels: np.ndarray, *, batch_size: int, multiple_of: int
 ) -> Iterator[tuple[Batch, int]]:
     """Yields the split in order in full batches; the last one padded by repeating its last row.
 
     Args:
-      images: [N, *input_shape] inputs.
+      x: [N, *input_shape] inputs.
       labels: [N] labels.
       batch_size: requested rows per batch; rounded up to a multiple of `multiple_of`.
       multiple_of: the number of devices the batch is sharded over.
@@ -236,11 +244,11 @@ def eval_batches(
     """
     if batch_size < 1 or multiple_of < 1:
         raise ValueError(f"batch_size {batch_size} and multiple_of {multiple_of} must be >= 1.")
-    if len(images) != len(labels):
-        raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+    if len(x) != len(labels):
+        raise ValueError(f"{len(x)} inputs but {len(labels)} labels.")
     size = -(-batch_size // multiple_of) * multiple_of
-    n = len(images)
+    n = len(x)
     for start in range(0, n, size):
         num_valid = min(size, n - start)
         rows = np.minimum(np.arange(start, start + size), n - 1)
-        yield Batch(x=images[rows], label=labels[rows]), num_valid
+        yield Batch(x=x[rows], label=labels[rows]), num_valid

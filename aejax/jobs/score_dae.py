@@ -9,7 +9,8 @@ Tasks (`config.score.tasks`, comma separated):
 - sampling: Langevin with the learned score and the DAE Markov chain (Bengio et al. 2013) from a uniform
   start; energy distance to held-out data next to the noise-smoothed data x + sigma eps and a fresh data
   sample (the sampling-noise floor); samples_1d.png, samples_spiral.png.
-Writes results.json into the workdir.
+Writes results.json into the workdir; the DAEs of mixture1d and spiral keep checkpoints and metrics in
+dae_1d/, rcae_1d/ and dae_spiral/ (a relaunch resumes them); the sweep's many small DAEs are kept in memory.
 """
 
 import json
@@ -59,6 +60,7 @@ def _sampling(dae, sigma, data, held_out, rng, s, name, workdir) -> dict:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Runs the tasks of `config.score.tasks`; returns (and writes to workdir/results.json) their numbers."""
+    workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
     s = config.score
     tasks = [t for t in s.tasks.split(",") if t]
@@ -70,10 +72,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         gm, sigma = densities.mixture_1d(), s.mixture_sigma
         x = np.asarray(gm.sample(jax.random.fold_in(rng, 1), s.num_train + 2 * s.num_samples))
         x_eval = gm.sample(jax.random.fold_in(rng, 2), s.num_eval)
-        estimates = {"DAE": score.train_dae(x[: s.num_train], sigma=sigma, steps=s.steps, seed=config.seed, **kw)}
+        estimates = {
+            "DAE": score.train_dae(
+                x[: s.num_train], sigma=sigma, steps=s.steps, seed=config.seed, workdir=f"{workdir}/dae_1d", **kw
+            )
+        }
         if s.rcae:
             estimates["RCAE"] = score.train_dae(
-                x[: s.num_train], sigma=sigma, steps=s.steps, seed=config.seed, contractive=True, **kw
+                x[: s.num_train],
+                sigma=sigma,
+                steps=s.steps,
+                seed=config.seed,
+                contractive=True,
+                workdir=f"{workdir}/rcae_1d",
+                **kw,
             )
         for label, fn in estimates.items():
             results[f"mixture1d/{label}"] = score.score_metrics(fn, gm, x_eval, sigma)
@@ -87,7 +99,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         curve, sigma = densities.Spiral(), s.spiral_sigma
         n_all = s.num_train + 2 * s.num_samples
         x = np.asarray(curve.sample(jax.random.fold_in(rng, 3), n_all, s.spiral_noise))
-        dae = score.train_dae(x[: s.num_train], sigma=sigma, steps=s.steps, seed=config.seed, **kw)
+        dae = score.train_dae(
+            x[: s.num_train], sigma=sigma, steps=s.steps, seed=config.seed, workdir=f"{workdir}/dae_spiral", **kw
+        )
         results["spiral"] = score.manifold_metrics(dae, curve, jax.random.fold_in(rng, 4), band=tuple(s.band))
         score_plots.field_quiver(dae, curve, x, os.path.join(workdir, "spiral_field.png"))
         score_plots.corruption_denoising(

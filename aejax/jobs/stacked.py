@@ -24,14 +24,14 @@ import matplotlib
 import ml_collections
 import numpy as np
 
-from aejax import checkpoint, optim, sharding
+from aejax import loop, optim
 from aejax import train as train_lib
 from aejax import train_step as ts
-from aejax.data import datasets, pipeline
+from aejax.data import datasets
 from aejax.likelihoods import get_likelihood, squared_error
-from aejax.metric_writer import MetricWriter, read_metrics
+from aejax.metric_writer import read_metrics
 from aejax.models import AbstractAutoencoder, get_model
-from aejax.objectives import autoencoder
+from aejax.objectives import Objective, autoencoder
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -94,14 +94,16 @@ def stack_params(layer_params: Sequence[dict]) -> dict:
     return params
 
 
-def layer_loss_fn(config: ml_collections.ConfigDict, model: AbstractAutoencoder, likelihood):
-    """The layer's (denoising) autoencoder loss; `config.stacked.corruption` corrupts the layer's own input."""
-    return autoencoder.make_loss_fn(
+def layer_objective(config: ml_collections.ConfigDict, model: AbstractAutoencoder, likelihood) -> Objective:
+    """The layer's (denoising) autoencoder objective; `config.stacked.corruption` corrupts the layer's own
+    input and `config.stacked.regularizers` are its penalties."""
+    loss_fn = autoencoder.make_loss_fn(
         model,
         likelihood,
         corrupt=autoencoder.corruption_from_config(config.stacked.corruption),
         penalty=autoencoder.penalty_from_config(config.stacked.regularizers),
     )
+    return Objective(loss_fn, autoencoder.make_eval_fn(model, likelihood))
 
 
 def pretrain_layer(
@@ -111,77 +113,69 @@ def pretrain_layer(
     test: datasets.Split,
     mesh,
     workdir: str,
+    on_start=None,
 ) -> LayerResult:
-    """Trains layer `layer` on the clean codes `train.images` [N, *d_l] (resuming from `workdir`'s checkpoint)
-    and returns its params and the clean codes of both splits, the next layer's inputs.
+    """Trains layer `layer` on the clean codes `train.x` [N, *d_l] through the shared loop (resuming from
+    `workdir`'s checkpoint) and returns its params and the clean codes of both splits, the next layer's inputs.
+    `on_start(step)` is passed to `loop.run`.
 
     Raises:
-      train.NonFiniteLossError: if a step produced a non-finite loss, gradient or parameter norm.
+      loop.NonFiniteLossError: if a step produced a non-finite loss, gradient or parameter norm.
     """
     os.makedirs(workdir, exist_ok=True)
-    model = layer_model(config, layer, train.images.shape[1:])
+    model = layer_model(config, layer, train.x.shape[1:])
     likelihood = get_likelihood(layer_likelihood(config, layer))
-    loader = pipeline.InMemoryLoader(
-        train.images,
-        train.labels,
-        global_batch_size=config.batch_size,
-        seed=config.seed + layer,
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
+    # Codes are not pixels: a per-step transform (dynamic binarisation) applies to the first layer's input only.
+    loader = train_lib.make_loader(
+        config if layer == 0 else _no_transforms(config), train, seed=config.seed + layer
     )
-    num_steps = config.stacked.num_train_steps or config.stacked.num_epochs * loader.steps_per_epoch
-    tx = optim.make_optimizer(config.stacked.optimizer, num_steps)
-    init_rng, state_rng = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(config.seed), layer))
-    x0 = jnp.zeros((1, *train.images.shape[1:]), jnp.float32)
-    init = jax.jit(
-        lambda: ts.init_state(model.init(init_rng, x0)["params"], tx, state_rng),
-        out_shardings=sharding.replicated(mesh),
+    settings = loop.LoopSettings.from_config(
+        config,
+        loader.steps_per_epoch,
+        num_train_steps=config.stacked.num_train_steps,
+        num_epochs=config.stacked.num_epochs,
     )
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=1)
-    state, _ = ckpt.restore_or_init(init)
-    train_step = ts.make_train_step(layer_loss_fn(config, model, likelihood), tx, mesh)
-    eval_step = ts.make_eval_step(autoencoder.make_eval_fn(model, likelihood), mesh)
-    writer, window, t0 = MetricWriter(workdir), [], time.perf_counter()
-
-    def flush(done: int) -> None:
-        nonlocal window
-        if window:
-            host = jax.device_get(window)
-            train_lib.check_finite(done - len(host), host)
-            writer.write(done, {k: np.mean([m[k] for m in host]) for k in host[0]})
-            window = []
-
-    try:
-        for step in range(int(state.step), num_steps):
-            state, metrics = train_step(state, sharding.to_global(loader.batch(step), mesh))
-            window.append(metrics)
-            done = step + 1
-            if done % config.log_every == 0 or done == num_steps:
-                flush(done)
-            if done % config.eval_every == 0 or done == num_steps:
-                ev = train_lib.evaluate(state.params, eval_step, test, mesh, config.eval_batch_size)
-                writer.write(done, {"eval/sq_err": ev["sq_err"].mean(), "eval/nll": ev["nll"].mean()})
-            if done % config.checkpoint_every == 0 or done == num_steps:
-                flush(done)  # never save a state that followed a non-finite step
-                ckpt.save(done, state, {"step": done, "layer": layer})
-    finally:
-        ckpt.wait()
-        writer.close()
-    ckpt.close()
+    tx = optim.make_optimizer(config.stacked.optimizer, settings.num_steps, where="config.stacked.optimizer")
+    objective = layer_objective(config, model, likelihood)
+    rng = jax.random.fold_in(jax.random.key(config.seed), layer)
+    init_fn = train_lib.make_init_fn(model, tx, train.x.shape[1:], mesh, rng)
+    t0 = time.perf_counter()
+    result = loop.run(
+        settings=settings,
+        mesh=mesh,
+        objective=objective,
+        tx=tx,
+        init_fn=init_fn,
+        loader=loader,
+        workdir=workdir,
+        eval_data=(test.x, test.labels),
+        eval_seed=config.seed,
+        meta={"layer": layer},
+        desc=f"pretrain layer {layer}",
+        on_start=on_start,
+    )
     # Codes of the clean inputs: the next layer's corruption, if any, is applied to these, never to x.
-    ev_train = train_lib.evaluate(state.params, eval_step, train, mesh, config.eval_batch_size)
-    ev_test = train_lib.evaluate(state.params, eval_step, test, mesh, config.eval_batch_size)
+    eval_step = ts.make_eval_step(objective.eval_fn, mesh)
+    ev_train, ev_test = (
+        loop.evaluate(result.state, eval_step, s.x, s.labels, mesh, config.eval_batch_size) for s in (train, test)
+    )
     summary = {
         "layer": layer,
-        "input_dim": int(np.prod(train.images.shape[1:])),
+        "input_dim": int(np.prod(train.x.shape[1:])),
         "code_dim": widths(config)[layer],
         "likelihood": likelihood.name,
-        "num_steps": int(num_steps),
-        "test_sq_err": float(ev_test["sq_err"].mean()),  # in the layer's input space
-        "test_nll": float(ev_test["nll"].mean()),
+        "num_steps": settings.num_steps,
+        "test_sq_err": float(ev_test.metrics["sq_err"].mean()),  # in the layer's input space
+        "test_nll": float(ev_test.metrics["nll"].mean()),
         "time_s": round(time.perf_counter() - t0, 2),
     }
-    return LayerResult(jax.device_get(state.params), ev_train["z"], ev_test["z"], summary)
+    return LayerResult(jax.device_get(result.state.params), ev_train.code, ev_test.code, summary)
+
+
+def _no_transforms(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.transforms = dict(scale="none", binarize="none", threshold=0.5)
+    return c
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -198,23 +192,29 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         raise ValueError(f"The stacked autoencoder stacks MLP layers; got model_name={config.model_name!r}.")
     workdir, mesh, train, test = train_lib.setup_run(config, workdir)
 
+    def write_config(step: int) -> None:  # once the first layer's state is restored or initialised
+        del step
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
     t0 = time.perf_counter()
     layers, codes = [], (train, test)
     for layer in range(len(widths(config))):
-        res = pretrain_layer(config, layer, *codes, mesh, os.path.join(workdir, "pretrain", f"layer_{layer}"))
+        layer_dir = os.path.join(workdir, "pretrain", f"layer_{layer}")
+        res = pretrain_layer(config, layer, *codes, mesh, layer_dir, on_start=write_config if layer == 0 else None)
         layers.append(res)
         codes = datasets.Split(res.train_codes, train.labels), datasets.Split(res.test_codes, test.labels)
     pretrain_time = time.perf_counter() - t0
     params = stack_params([r.params for r in layers])
 
-    deep = get_model(config.model_name, input_shape=train.images.shape[1:], **config.model)
-    output, _ = deep.apply({"params": params}, jnp.asarray(test.images))
-    stacked_err = squared_error(get_likelihood(config.likelihood).mean(output), jnp.asarray(test.images))
+    deep = get_model(config.model_name, input_shape=train.x.shape[1:], **config.model)
+    output = deep.apply({"params": params}, jnp.asarray(test.x)).decoder_output
+    stacked_err = squared_error(get_likelihood(config.likelihood).mean(output), jnp.asarray(test.x))
 
     finetune = train_lib.train_and_evaluate(config, os.path.join(workdir, "finetune"), init_params=params)
     results = {
         "dataset": config.dataset,
-        "widths": [int(np.prod(train.images.shape[1:])), *widths(config)],
+        "widths": [int(np.prod(train.x.shape[1:])), *widths(config)],
         "pretrain": [r.summary for r in layers],
         "pretrain_time_s": round(pretrain_time, 2),
         "stacked_before_finetune_test_sq_err": float(stacked_err.mean()),

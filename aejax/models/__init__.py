@@ -1,31 +1,21 @@
-"""Autoencoder models, one family per module, found by module name (no central table).
+"""Autoencoder models, one family per module, each registered by name (`aejax.registry`).
 
-`get_model("mlp", **kwargs)` imports `aejax.models.mlp` and builds its `Model` class. Adding a family is adding
-a module that defines `Model`, a subclass of `AbstractAutoencoder`.
+`get_model("mlp", **kwargs)` builds the class that `aejax/models/mlp.py` registered with `@MODELS.register("mlp")`.
+Adding a family is adding a module that registers a subclass of `AbstractAutoencoder`; no table to edit.
 """
 
-import importlib
-import pkgutil
+from aejax.models.base import AbstractAutoencoder, AutoencoderOutput
+from aejax.registry import Registry
 
-from aejax.models.base import AbstractAutoencoder
+__all__ = ["MODELS", "AbstractAutoencoder", "AutoencoderOutput", "get_model"]
 
-__all__ = ["AbstractAutoencoder", "get_model", "known_models"]
-
-_NOT_MODELS = {"base", "layers"}
-
-
-def known_models() -> list[str]:
-    """Names of the model modules in this package."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in _NOT_MODELS and not m.ispkg)
+MODELS = Registry("model", package=__name__)
 
 
 def get_model(name: str, **kwargs) -> AbstractAutoencoder:
-    """Builds `aejax.models.<name>.Model(**kwargs)`.
+    """Builds the model registered under `name` with `kwargs` (its attributes).
 
     Raises:
-      KeyError: if no such model module exists; the message lists the known names.
+      KeyError: if no such model is registered; the message lists the known names.
     """
-    if name not in known_models():
-        raise KeyError(f"Unknown model {name!r}. Known models: {', '.join(known_models())}.")
-    module = importlib.import_module(f"aejax.models.{name}")
-    return module.Model(**kwargs)
+    return MODELS.get(name)(**kwargs)

@@ -12,6 +12,7 @@ import flax.linen as nn
 import jax
 import numpy as np
 
+from aejax.models import MODELS
 from aejax.models.base import AbstractAutoencoder
 
 ACTIVATIONS = ("relu", "gelu", "elu", "sigmoid", "tanh", "softplus", "linear")
@@ -28,7 +29,8 @@ def activation_fn(name: str):
     return (lambda x: x) if name == "linear" else getattr(nn, name)
 
 
-class Model(AbstractAutoencoder):
+@MODELS.register("mlp")
+class MLPAutoencoder(AbstractAutoencoder):
     """MLP autoencoder D -> hidden... -> code_dim -> ...reversed(hidden) -> D.
 
     Attributes:
@@ -39,6 +41,8 @@ class Model(AbstractAutoencoder):
       code_activation: activation of the code layer; "linear" as in Hinton & Salakhutdinov (2006),
         "sigmoid" for KL-sparse and contractive autoencoders.
       tied: decoder kernels are the encoder kernels transposed.
+      dropout_rate: dropout on the hidden layers of encoder and decoder when `train=True` (0 disables it; draws
+        from the "dropout" rng stream).
 
     Parameters are named `encoder_i` (Dense, i = 0 is next to the input) and `decoder_i` (Dense) or, when tied,
     `decoder_bias_i`.
@@ -50,10 +54,14 @@ class Model(AbstractAutoencoder):
     activation: str = "relu"
     code_activation: str = "linear"
     tied: bool = False
+    dropout_rate: float = 0.0
 
     def setup(self):
         if self.code_dim < 1 or any(w < 1 for w in self.hidden):
             raise ValueError(f"Layer widths must be positive, got hidden={self.hidden}, code={self.code_dim}.")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}.")
+        self._dropout = nn.Dropout(self.dropout_rate)
         self._act = activation_fn(self.activation)
         self._code_act = activation_fn(self.code_activation)
         dims = [int(np.prod(self.input_shape)), *self.hidden, self.code_dim]
@@ -75,17 +83,17 @@ class Model(AbstractAutoencoder):
 
     def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         """[B, *input_shape] -> code [B, K]."""
-        del train
         self._check_input(x)
         h = x.reshape(x.shape[0], -1)  # [B, D]
         for i, layer in enumerate(self.encoder):
             last = i == len(self.encoder) - 1
             h = (self._code_act if last else self._act)(layer(h))
+            if not last and self.dropout_rate:
+                h = self._dropout(h, deterministic=not train)
         return h
 
     def decode(self, z: jax.Array, *, train: bool = False) -> jax.Array:
         """Code [B, K] -> decoder output [B, *input_shape] (logits or mean; the last layer is linear)."""
-        del train
         h = z
         n = len(self.encoder)
         for i in range(n):
@@ -96,4 +104,6 @@ class Model(AbstractAutoencoder):
                 h = self.decoder[i](h)
             if i < n - 1:
                 h = self._act(h)
+                if self.dropout_rate:
+                    h = self._dropout(h, deterministic=not train)
         return h.reshape(z.shape[0], *self.input_shape)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aejax.models import MODELS
 from aejax.models.base import AbstractAutoencoder
 
 
@@ -33,7 +34,8 @@ def unit_column_init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) ->
     return unit_columns(jax.random.normal(key, shape, dtype))
 
 
-class Model(AbstractAutoencoder):
+@MODELS.register("psd")
+class PSDAutoencoder(AbstractAutoencoder):
     """PSD: encoder f(x) = g * tanh(W x + b) [B, K], decoder D h [B, *input_shape].
 
     Attributes:

@@ -1,22 +1,24 @@
-"""Training objectives, one per module, found by name: `config.objective = "autoencoder"` uses
-`aejax.objectives.autoencoder`.
+"""Training objectives, one per module, registered by name: `config.objective = "autoencoder"` uses the
+factory that `aejax/objectives/autoencoder.py` registered with `@OBJECTIVES.register("autoencoder")`.
 
-An objective module defines `from_config(config, model, likelihood) -> Objective`. Adding an objective (PSD,
-the ELBO of a VAE, ...) is adding a module.
+A factory is `from_config(config, model, likelihood) -> Objective`. Adding an objective (PSD, the ELBO of a VAE,
+...) is adding a module.
 """
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from aejax.registry import Registry
+
 
 class Objective(NamedTuple):
-    """What the train loop needs from an objective.
+    """What the train loop needs from an objective (contracts in `aejax.train_step`).
 
     Attributes:
-      loss_fn: (params, batch, rng, step) -> ([] loss, {name: [] metric}); differentiated w.r.t. params.
-      eval_fn: (params, batch) -> {"sq_err": [B], "nll": [B], "z": [B, K], ...} per-example evaluation.
+      loss_fn: (params, model_state, batch, rng, step) -> ([] loss, ({name: [] metric}, new model_state));
+        differentiated with respect to params.
+      eval_fn: (params, model_state, batch, rng) -> EvalOutput(metrics {name: [B]}, code [B, K]) on a batch
+        in evaluation mode; every metric is logged and averaged into results.json.
       project: optional params -> params applied after every update (e.g. unit-norm dictionary columns).
     """
 
@@ -25,17 +27,13 @@ class Objective(NamedTuple):
     project: Callable[[Any], Any] | None = None
 
 
-def known_objectives() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(__path__))
+OBJECTIVES = Registry("objective", package=__name__)
 
 
 def from_config(config, model, likelihood) -> Objective:
-    """Builds `aejax.objectives.<config.objective>.from_config(config, model, likelihood)`.
+    """Builds the objective registered under `config.objective` (default "autoencoder").
 
     Raises:
       KeyError: for an unknown objective name, listing the known ones.
     """
-    name = config.get("objective", "autoencoder")
-    if name not in known_objectives():
-        raise KeyError(f"Unknown objective {name!r}. Known objectives: {', '.join(known_objectives())}.")
-    return importlib.import_module(f"{__name__}.{name}").from_config(config, model, likelihood)
+    return OBJECTIVES.get(config.get("objective", "autoencoder"))(config, model, likelihood)

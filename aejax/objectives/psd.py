@@ -27,7 +27,8 @@ from aejax import inference
 from aejax.data.batch import Batch
 from aejax.likelihoods import Likelihood, squared_error
 from aejax.models.psd import unit_columns
-from aejax.objectives import Objective
+from aejax.objectives import OBJECTIVES, Objective
+from aejax.train_step import EvalOutput
 
 
 def energy(x: jax.Array, D: jax.Array, h: jax.Array, f: jax.Array, *, lam: float, gamma: float) -> dict:
@@ -88,15 +89,17 @@ def project(params):
     return {**params, "dictionary": unit_columns(params["dictionary"])}
 
 
+@OBJECTIVES.register("psd")
 def from_config(config: ml_collections.ConfigDict, model, likelihood: Likelihood) -> Objective:
     """The PSD objective of `config.psd` (lam, gamma, fista_steps, eval_fista_steps) for a `psd.Model`.
 
     loss_fn metrics: "loss/recon", "loss/l1", "loss/pred" (batch means of the terms at h*), "psd/active"
     (fraction of non-zero entries of h*) and "psd/rel_pred_err" = sum_b ||f(x_b) - h*_b||^2 / sum_b ||h*_b||^2.
 
-    eval_fn(params, batch) -> {"sq_err": [B] squared error of the encoder-only reconstruction D f(x) summed
-    over pixels, "nll": [B] the energy E(x, h*) (not nats), "z": [B, K] f(x), "pred_sq_err": [B]
-    ||f(x) - h*||^2, "code_sq_norm": [B] ||h*||^2, "active": [B] fraction of non-zero entries of h*}.
+    eval_fn(params, model_state, batch, rng) -> EvalOutput with code f(x) [B, K] and metrics, each [B]:
+    "sq_err" (squared error of the encoder-only reconstruction D f(x) summed over pixels), "energy" (E(x, h*),
+    units of x squared), "pred_sq_err" (||f(x) - h*||^2), "code_sq_norm" (||h*||^2), "active" (fraction of
+    non-zero entries of h*).
 
     Raises:
       ValueError: if lam or gamma is negative or a number of FISTA steps is not positive.
@@ -113,25 +116,26 @@ def from_config(config: ml_collections.ConfigDict, model, likelihood: Likelihood
         h = infer_codes(x_flat, params["dictionary"], f, lam=lam, gamma=gamma, num_steps=num_steps)
         return x_flat, f, h
 
-    def loss_fn(params, batch: Batch, rng: jax.Array, step: jax.Array):
+    def loss_fn(params, model_state, batch: Batch, rng: jax.Array, step: jax.Array):
         del rng, step
         x, f, h = codes(params, batch.x, cfg.fista_steps)
         terms = energy(x, params["dictionary"], h, f, lam=lam, gamma=gamma)
         metrics = {f"loss/{k}": v.mean() for k, v in terms.items() if k != "total"}
         metrics["psd/active"] = jnp.mean(h != 0)
         metrics["psd/rel_pred_err"] = jnp.sum(jnp.square(f - h)) / jnp.maximum(jnp.sum(jnp.square(h)), 1e-12)
-        return terms["total"].mean(), metrics
+        return terms["total"].mean(), (metrics, model_state)
 
-    def eval_fn(params, batch: Batch):
+    def eval_fn(params, model_state, batch: Batch, rng: jax.Array) -> EvalOutput:
+        del model_state, rng  # PSD has no other collections; inference is deterministic
         x, f, h = codes(params, batch.x, cfg.eval_fista_steps)
         recon = model.apply({"params": params}, f, method="decode")
-        return {
+        metrics = {
             "sq_err": squared_error(recon, batch.x),
-            "nll": energy(x, params["dictionary"], h, f, lam=lam, gamma=gamma)["total"],
-            "z": f,
+            "energy": energy(x, params["dictionary"], h, f, lam=lam, gamma=gamma)["total"],
             "pred_sq_err": jnp.sum(jnp.square(f - h), axis=-1),
             "code_sq_norm": jnp.sum(jnp.square(h), axis=-1),
             "active": jnp.mean(h != 0, axis=-1),
         }
+        return EvalOutput(metrics=metrics, code=f)
 
     return Objective(loss_fn, eval_fn, project)

@@ -1,4 +1,4 @@
-"""Regularizers: one per module, registered by decorator; this package imports all its modules.
+"""Regularizers: one per module, registered by decorator; the registry imports every module of this package.
 
     from aejax import regularizers
     regularizers.known()  # ['contractive', 'contractive_higher_order', 'kl_sparsity', ...]
@@ -9,16 +9,7 @@ Adding `aejax/regularizers/my_penalty.py` with `@register("my_penalty")` is the 
 central table).
 """
 
-import importlib
-import pkgutil
-
-from aejax.regularizers.registry import MODEL_INPUT_KEY, get, known, model_input, register
+from aejax.regularizers.registry import REGULARIZERS, Regularizer, get, known, register
 from aejax.regularizers.terms import Term, combine
 
-__all__ = ["MODEL_INPUT_KEY", "Term", "combine", "get", "known", "model_input", "register"]
-
-_NOT_REGULARIZERS = {"registry", "terms"}
-
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name not in _NOT_REGULARIZERS:
-        importlib.import_module(f"{__name__}.{_module.name}")
+__all__ = ["REGULARIZERS", "Regularizer", "Term", "combine", "get", "known", "register"]

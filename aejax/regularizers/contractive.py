@@ -19,7 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from aejax.regularizers.registry import model_input, register
+from aejax.models.base import AutoencoderOutput
+from aejax.regularizers.registry import register
 
 EXACT_METHODS = ("auto", "jacfwd", "jacrev")
 METHODS = (*EXACT_METHODS, "hutchinson", "closed_form")
@@ -150,7 +151,7 @@ def contractive(
     params: Any,
     apply_fn: Callable[..., Any],
     batch: Any,
-    outputs: Any,
+    outputs: AutoencoderOutput,
     rng: jax.Array,
     method: str = "auto",
     num_probes: int = 1,
@@ -158,14 +159,13 @@ def contractive(
 ) -> jax.Array:
     """The CAE penalty: batch mean of ||J_f(x)||_F^2 of the encoder f (Rifai et al., ICML 2011).
 
-    lambda is the Term weight. The Jacobian is taken at the model input: `aux["input"]` when the
-    loss set it (for a DAE + CAE that is the corrupted x~, where the encoder is applied), else
-    `batch.x`. The encoder is `apply_fn({"params": params}, x, method="encode")`; exact for any
-    encoder with "auto", "jacfwd", "jacrev", stochastic with "hutchinson" (`num_probes`, `probe`;
-    draws from rng).
+    lambda is the Term weight. The Jacobian is taken at the model input `outputs.input` (for a
+    DAE + CAE that is the corrupted x~, where the encoder is applied). The encoder is
+    `apply_fn({"params": params}, x, method="encode")`; exact for any encoder with "auto", "jacfwd",
+    "jacrev", stochastic with "hutchinson" (`num_probes`, `probe`; draws from rng).
 
     method="closed_form" is Rifai's one-sigmoid-layer formula: it reads
-    `params["encoder_0"]["kernel"]` [D, K] and the code `aux["z"]` [B, K], and is right only when
+    `params["encoder_0"]["kernel"]` [D, K] and the code `outputs.code` [B, K], and is right only when
     the code is sigmoid(x W + b) (a one-layer MLP encoder with `code_activation="sigmoid"`); it
     cannot check the activation.
 
@@ -185,11 +185,11 @@ def contractive(
                 "contractive method='closed_form' needs a one-layer encoder (params 'encoder_0' "
                 f"only); got params {sorted(params)}. Use method='auto' for deeper encoders."
             )
-        return jnp.mean(sigmoid_layer_closed_form(outputs[1]["z"], params["encoder_0"]["kernel"]))
+        return jnp.mean(sigmoid_layer_closed_form(outputs.code, params["encoder_0"]["kernel"]))
 
     def encode(x: jax.Array) -> jax.Array:
         return apply_fn({"params": params}, x, method="encode")
 
-    x = model_input(batch, outputs)
+    x = outputs.input
     sq = jacobian_frobenius_sq(encode, x, method=method, rng=rng, num_probes=num_probes, probe=probe)
     return jnp.mean(sq)

@@ -12,8 +12,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from aejax.models.base import AutoencoderOutput
 from aejax.regularizers.contractive import EXACT_METHODS, EncoderFn, encoder_jacobian
-from aejax.regularizers.registry import model_input, register
+from aejax.regularizers.registry import register
 
 
 def jacobian_difference_sq(fn: EncoderFn, x: jax.Array, eps: jax.Array, method: str = "auto") -> jax.Array:
@@ -44,7 +45,7 @@ def contractive_higher_order(
     params: Any,
     apply_fn: Callable[..., Any],
     batch: Any,
-    outputs: Any,
+    outputs: AutoencoderOutput,
     rng: jax.Array,
     sigma: float = 0.1,
     num_corrupted: int = 4,
@@ -53,10 +54,9 @@ def contractive_higher_order(
     """CAE+H term: batch mean of E_eps ||J_f(x) - J_f(x + eps)||_F^2, eps ~ N(0, sigma^2 I).
 
     gamma is the Term weight. The expectation is a Monte Carlo average over `num_corrupted` draws
-    per example from rng. x is the model input (`aux["input"]` when the loss set it, else
-    `batch.x`); the encoder is `apply_fn({"params": params}, x, method="encode")`. Jacobians are
-    exact (it needs the full matrices, not only their norms), so memory is
-    num_corrupted * B * H * D floats.
+    per example from rng. x is the model input `outputs.input` (x~ for a DAE); the encoder is
+    `apply_fn({"params": params}, x, method="encode")`. Jacobians are exact (it needs the full
+    matrices, not only their norms), so memory is num_corrupted * B * H * D floats.
 
     Args:
       sigma: standard deviation of the Gaussian perturbation, in input units (small).
@@ -82,6 +82,6 @@ def contractive_higher_order(
     def encode(x: jax.Array) -> jax.Array:
         return apply_fn({"params": params}, x, method="encode")
 
-    x = model_input(batch, outputs)
+    x = outputs.input
     eps = sigma * jax.random.normal(rng, (num_corrupted, *x.shape), dtype=x.dtype)
     return jnp.mean(jacobian_difference_sq(encode, x, eps, method))

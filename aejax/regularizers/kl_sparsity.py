@@ -5,6 +5,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from aejax.models.base import AutoencoderOutput
 from aejax.regularizers.registry import register
 
 
@@ -27,7 +28,7 @@ def kl_sparsity(
     params: Any,
     apply_fn: Any,
     batch: Any,
-    outputs: Any,
+    outputs: AutoencoderOutput,
     rng: jax.Array,
     rho: float = 0.05,
     eps: float = 1e-6,
@@ -38,7 +39,7 @@ def kl_sparsity(
     "Sparse autoencoder"). The batch mean stands in for the mean over the training set, so the
     penalty is an estimate whose bias shrinks with the batch size.
 
-    Reads `aux["z"]`: the code [B, K]; units must be in (0, 1) (a sigmoid code layer). rho_hat is
+    Reads `outputs.code` [B, K]; units must be in (0, 1) (a sigmoid code layer). rho_hat is
     clipped to [eps, 1 - eps] so that a saturated unit gives a large finite penalty, not inf.
 
     Args:
@@ -56,6 +57,6 @@ def kl_sparsity(
         raise ValueError(f"kl_sparsity needs 0 < rho < 1, got rho={rho}.")
     if not 0.0 < eps < 0.5:
         raise ValueError(f"kl_sparsity needs 0 < eps < 0.5, got eps={eps}.")
-    z = outputs[1]["z"]  # [B, K]
+    z = outputs.code  # [B, K]
     rho_hat = jnp.clip(jnp.mean(z.reshape(z.shape[0], -1), axis=0), eps, 1.0 - eps)  # [K]
     return jnp.sum(bernoulli_kl(rho, rho_hat))

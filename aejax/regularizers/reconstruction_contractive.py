@@ -13,8 +13,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from aejax.models.base import AutoencoderOutput
 from aejax.regularizers.contractive import jacobian_frobenius_sq
-from aejax.regularizers.registry import model_input, register
+from aejax.regularizers.registry import register
 
 
 @register("reconstruction_contractive")
@@ -23,7 +24,7 @@ def reconstruction_contractive(
     params: Any,
     apply_fn: Callable[..., Any],
     batch: Any,
-    outputs: Any,
+    outputs: AutoencoderOutput,
     rng: jax.Array,
     method: str = "auto",
     num_probes: int = 1,
@@ -33,9 +34,9 @@ def reconstruction_contractive(
 
     lambda is the Term weight (lambda = sigma^2 matches a DAE of noise sigma under squared error; with the
     unit-variance Gaussian likelihood, whose NLL is half the squared error, use weight sigma^2 / 2). The
-    Jacobian [D, D] of x -> apply_fn({"params": params}, x)[0] (flattened) is taken at the model input
-    (`aux["input"]` when set, else `batch.x`). The decoder output is r itself for the Gaussian likelihood
-    (for Bernoulli it is the logits). Reads no aux key besides "input".
+    Jacobian [D, D] of x -> apply_fn({"params": params}, x).decoder_output (flattened) is taken at the
+    model input `outputs.input`. The decoder output is r itself for the Gaussian likelihood (for Bernoulli
+    it is the logits). Reads only `outputs.input`.
 
     Args:
       method: "auto" | "jacfwd" | "jacrev" (exact) or "hutchinson" (stochastic, unbiased; draws from rng).
@@ -50,9 +51,9 @@ def reconstruction_contractive(
     """
 
     def reconstruct(x: jax.Array) -> jax.Array:
-        out = apply_fn({"params": params}, x)[0]
+        out = apply_fn({"params": params}, x).decoder_output
         return out.reshape(out.shape[0], -1)  # [B, D]
 
-    x = model_input(batch, outputs)
+    x = outputs.input
     sq = jacobian_frobenius_sq(reconstruct, x, method=method, rng=rng, num_probes=num_probes, probe=probe)
     return jnp.mean(sq)

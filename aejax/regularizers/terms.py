@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from aejax.data.batch import Batch
+from aejax.models.base import AutoencoderOutput
 from aejax.regularizers import registry
 
 _CONTRACT_ARGS = ("params", "apply_fn", "batch", "outputs", "rng")
@@ -84,7 +85,7 @@ def combine(*terms: Term) -> Penalty:
         params: Any,
         apply_fn: Callable[..., Any],
         batch: Batch,
-        outputs: tuple[jax.Array, dict[str, jax.Array]],
+        outputs: AutoencoderOutput,
         rng: jax.Array,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         total = jnp.zeros((), jnp.float32)

@@ -1,20 +1,24 @@
-"""Per-run reports: what shows a model's regularizer working, written at the end of a run.
+"""Per-run reports: what shows a model's regularizer working, written at the end of a run or on a finished run
+(`python launch.py --workdir=DIR --eval_only`).
 
-`config.analysis.reports = "sparsity,contractive"` runs `aejax.analysis.reports.sparsity.report(ctx)` and
-`aejax.analysis.reports.contractive.report(ctx)` after training; each writes its figures into `ctx.workdir` and
-returns numbers that go into results.json. Adding a report is adding a module that defines `report`.
+`config.analysis.reports = "sparsity,contractive"` runs the reports registered as "sparsity" and "contractive"
+(`@REPORTS.register(name)` in a module of this package) after training; each writes its figures into
+`ctx.workdir` and returns numbers that go into results.json as "<report>/<key>". Adding a report is adding a
+module.
 """
 
 import dataclasses
-import importlib
-import pkgutil
 from typing import Any
 
 import ml_collections
 
 from aejax.data.datasets import Split
 from aejax.likelihoods import Likelihood
+from aejax.loop import EvalResult
 from aejax.models.base import AbstractAutoencoder
+from aejax.registry import Registry
+
+REPORTS = Registry("report", package=__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,25 +28,27 @@ class RunContext:
     Attributes:
       config: the run's config.
       workdir: where figures go.
-      model: the trained model (apply with `{"params": params}`).
+      model: the trained model; apply it with `variables` (evaluation mode by default).
       likelihood: the decoder likelihood (its `mean` maps decoder outputs to reconstructions).
-      params: trained parameters, host (numpy) arrays.
-      train_split, test_split: the data, images [N, H, W, C] float32.
-      eval: per-example test outputs of the objective's eval_fn: "sq_err" [N], "nll" [N], "z" [N, K].
+      variables: {"params": ..., plus any other collections such as "batch_stats"}, host (numpy) arrays.
+      train_split, test_split: the data as the model sees it (transforms applied), x [N, *input_shape].
+      eval: the objective's per-example evaluation of the test split (`EvalResult`: metrics {name: [N]},
+        code [N, K]).
     """
 
     config: ml_collections.ConfigDict
     workdir: str
     model: AbstractAutoencoder
     likelihood: Likelihood
-    params: Any
+    variables: dict[str, Any]
     train_split: Split
     test_split: Split
-    eval: dict
+    eval: EvalResult
 
-
-def known_reports() -> list[str]:
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    @property
+    def params(self):
+        """The "params" collection."""
+        return self.variables["params"]
 
 
 def run(names: str, ctx: RunContext) -> dict:
@@ -53,8 +59,6 @@ def run(names: str, ctx: RunContext) -> dict:
     """
     out = {}
     for name in filter(None, (n.strip() for n in names.split(","))):
-        if name not in known_reports():
-            raise KeyError(f"Unknown report {name!r}. Known reports: {', '.join(known_reports())}.")
-        result = importlib.import_module(f"{__name__}.{name}").report(ctx)
+        result = REPORTS.get(name)(ctx)
         out.update({f"{name}/{k}": v for k, v in result.items()})
     return out

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 
 from aejax.analysis import regularization
-from aejax.analysis.reports import RunContext
+from aejax.analysis.reports import REPORTS, RunContext
 
 RADII = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0, 15.0, 20.0)  # input units; test digits have ||x|| ~ 9
 
@@ -52,12 +52,12 @@ def measure(ctx: RunContext) -> dict[str, np.ndarray]:
     """The first test points' {"jacobian_norms": [N], "spectrum": [min(H, D)], "radii": [R], "ratios": [R, N]}."""
     num_points = int(ctx.config.analysis.get("jacobian_points", 200))
     num_spectrum = int(ctx.config.analysis.get("spectrum_points", 32))
-    x = np.asarray(ctx.test_split.images[:num_points])
+    x = np.asarray(ctx.test_split.x[:num_points])
 
     def encode(xb):
-        return ctx.model.apply({"params": ctx.params}, xb, method="encode")
+        return ctx.model.apply(ctx.variables, xb, method="encode")
 
-    rng = jax.random.PRNGKey(ctx.config.seed)
+    rng = jax.random.key(ctx.config.seed)
     return {
         "jacobian_norms": regularization.jacobian_norms(encode, x),
         "spectrum": regularization.jacobian_spectrum(encode, x[:num_spectrum]),
@@ -66,6 +66,7 @@ def measure(ctx: RunContext) -> dict[str, np.ndarray]:
     }
 
 
+@REPORTS.register("contractive")
 def report(ctx: RunContext) -> dict:
     """Writes contractive.png and contractive.npz (the arrays of `measure`).
 
@@ -88,5 +89,5 @@ def report(ctx: RunContext) -> dict:
     for i in (0, -1):
         out[f"contraction_ratio_r{RADII[i]:g}"] = float(m["ratios"][i].mean())
     if ctx.config.model.get("code_activation") == "sigmoid":
-        out["saturated_fraction"] = regularization.saturated_fraction(np.asarray(ctx.eval["z"]))
+        out["saturated_fraction"] = regularization.saturated_fraction(ctx.eval.code)
     return out

@@ -13,7 +13,7 @@ import numpy as np
 
 from aejax import plots
 from aejax.analysis import regularization
-from aejax.analysis.reports import RunContext
+from aejax.analysis.reports import REPORTS, RunContext
 
 CORRUPTIONS = {"gaussian": ("sigma",), "masking": ("nu",), "salt_and_pepper": ("nu",)}
 NUM_IMAGES = 10
@@ -28,15 +28,16 @@ def evaluate(ctx: RunContext, x: np.ndarray) -> dict[str, regularization.Denoisi
     """DenoisingResult per corruption of x [N, *input_shape], with keys fixed by the config's seed."""
 
     def reconstruct(xb):
-        return ctx.likelihood.mean(ctx.model.apply({"params": ctx.params}, xb)[0])
+        return ctx.likelihood.mean(ctx.model.apply(ctx.variables, xb).decoder_output)
 
-    rng = jax.random.PRNGKey(ctx.config.seed)
+    rng = jax.random.key(ctx.config.seed)
     return {
         name: regularization.denoising_error(reconstruct, x, name, jax.random.fold_in(rng, i), **hparams)
         for i, (name, hparams) in enumerate(corruption_levels(ctx.config.corruption).items())
     }
 
 
+@REPORTS.register("denoising")
 def report(ctx: RunContext) -> dict:
     """Writes denoising.png (per corruption: corrupted and reconstructed rows; the clean row last).
 
@@ -45,7 +46,7 @@ def report(ctx: RunContext) -> dict:
       (mean PSNR, dB, peak 1), and the same for the corrupted input itself, "c/corrupted_sq_err",
       "c/corrupted_psnr" (the error of not denoising).
     """
-    x = np.asarray(ctx.test_split.images)
+    x = np.asarray(ctx.test_split.x)
     results = evaluate(ctx, x)
     out, rows, titles = {}, [], []
     for name, res in results.items():

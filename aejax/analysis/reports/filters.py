@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from aejax.analysis import filters
-from aejax.analysis.reports import RunContext
+from aejax.analysis.reports import REPORTS, RunContext
 
 
 def filter_banks(params, patch_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -37,10 +37,11 @@ def filter_banks(params, patch_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
     return banks
 
 
+@REPORTS.register("filters")
 def report(ctx: RunContext) -> dict:
     """Draws `filters.png`; returns {"<bank>_selectivity": mean S, "random_selectivity": baseline S} and, for
     PSD, "rel_pred_err" = sum ||f(x) - h*||^2 / sum ||h*||^2 and "active_fraction" (non-zero entries of h*)."""
-    patch_shape = tuple(ctx.train_split.images.shape[1:])
+    patch_shape = tuple(ctx.train_split.x.shape[1:])
     banks = filter_banks(ctx.params, patch_shape)
     num = max(len(b) for b in banks.values())
     banks["random"] = filters.random_filters(num, *patch_shape[:2], seed=ctx.config.seed)
@@ -48,7 +49,8 @@ def report(ctx: RunContext) -> dict:
     panels = {f"{name}, S={scores[name]:.2f}": bank for name, bank in banks.items()}
     filters.plot_filter_panels(panels, os.path.join(ctx.workdir, "filters.png"))
     out = {f"{name}_selectivity": score for name, score in scores.items()}
-    if "pred_sq_err" in ctx.eval:
-        out["rel_pred_err"] = float(ctx.eval["pred_sq_err"].sum() / max(ctx.eval["code_sq_norm"].sum(), 1e-12))
-        out["active_fraction"] = float(ctx.eval["active"].mean())
+    metrics = ctx.eval.metrics
+    if "pred_sq_err" in metrics:
+        out["rel_pred_err"] = float(metrics["pred_sq_err"].sum() / max(metrics["code_sq_norm"].sum(), 1e-12))
+        out["active_fraction"] = float(metrics["active"].mean())
     return out

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np
 
 from aejax.analysis import regularization
-from aejax.analysis.reports import RunContext
+from aejax.analysis.reports import REPORTS, RunContext
 
 MAX_FILTERS = 100
 
@@ -61,6 +61,7 @@ def plot_filters(kernel: np.ndarray, input_shape: tuple[int, ...], path: str, *,
     plt.close(fig)
 
 
+@REPORTS.register("sparsity")
 def report(ctx: RunContext) -> dict:
     """Writes sparsity_histogram.png, sparsity_filters.png and sparsity.npz (histogram, per-unit means).
 
@@ -68,7 +69,7 @@ def report(ctx: RunContext) -> dict:
       {"mean_activation", "fraction_near_zero" (|h| <= 0.05), "median_unit_activation"} and, with a KL
       sparsity penalty, its target "rho".
     """
-    stats = regularization.code_statistics(np.asarray(ctx.eval["z"]))
+    stats = regularization.code_statistics(ctx.eval.code)
     rho = (
         ctx.config.regularizers["kl_sparsity"].get("rho", 0.05)
         if "kl_sparsity" in ctx.config.regularizers
@@ -79,7 +80,7 @@ def report(ctx: RunContext) -> dict:
     kernel = np.asarray(ctx.params["encoder_0"]["kernel"])  # [D, K]: the filters of the first layer
     plot_filters(
         kernel,
-        tuple(ctx.test_split.images.shape[1:]),
+        tuple(ctx.test_split.x.shape[1:]),
         os.path.join(ctx.workdir, "sparsity_filters.png"),
         title=penalties,
     )

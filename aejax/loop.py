@@ -1,0 +1,282 @@
+"""The one training loop: every trainer (the main job, greedy layer-wise pretraining, DAE score training) runs
+through `run`; a job differs in what it builds (model, objective, data), never in how it steps.
+
+`run` initialises or resumes (state, optimizer, RNG, data position and the training time so far from the newest
+checkpoint), steps the jitted train step over the loader's batches, checks every logged value for NaN/inf
+before anything that follows it is saved, logs means to TensorBoard and metrics.jsonl, evaluates every metric of
+the objective's eval on a split, writes orbax checkpoints, shows a progress bar, and measures examples/s.
+"""
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh
+from tqdm import tqdm
+
+from aejax import checkpoint, sharding
+from aejax import train_step as ts
+from aejax.data import pipeline
+from aejax.metric_writer import MetricWriter
+from aejax.objectives import Objective
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A train step produced a non-finite value; the last good checkpoint is kept."""
+
+
+def check_finite(step0: int, window: list[dict]) -> None:
+    """Raises NonFiniteLossError naming the first step (0-based, as `state.step`) and its non-finite terms."""
+    for i, metrics in enumerate(window):
+        bad = {k: float(v) for k, v in metrics.items() if not np.isfinite(v)}
+        if bad:
+            terms = ", ".join(f"{k}={v}" for k, v in bad.items())
+            raise NonFiniteLossError(
+                f"Non-finite value in train step {step0 + i}: {terms}. Stopping; the last good checkpoint is "
+                "kept (lower the learning rate or a penalty weight and relaunch to resume from it)."
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSettings:
+    """How the loop steps, logs, evaluates and saves.
+
+    Attributes:
+      num_steps: total number of updates of the run (a resumed run continues up to it).
+      batch_size: global batch size B (for examples/s).
+      log_every, eval_every, checkpoint_every: in steps; the last step always logs, evaluates and saves.
+      keep_checkpoints: how many of the newest checkpoints orbax keeps.
+      eval_batch_size: rows per evaluation batch (rounded up to a multiple of the devices).
+
+    Raises:
+      ValueError: if a field is not a positive integer (naming the `config.` field).
+    """
+
+    num_steps: int
+    batch_size: int
+    log_every: int = 50
+    eval_every: int = 500
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    eval_batch_size: int = 500
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"config.{field.name}={value!r} must be a positive integer.")
+
+    @classmethod
+    def from_config(
+        cls, config: ml_collections.ConfigDict, steps_per_epoch: int, *, num_train_steps=None, num_epochs=None
+    ) -> "LoopSettings":
+        """The settings of `config` (log_every, eval_every, checkpoint_every, keep_checkpoints, batch_size,
+        eval_batch_size); num_steps = num_train_steps if > 0, else num_epochs * steps_per_epoch (both taken
+        from `config` unless given, e.g. the per-layer budget of stacked pretraining).
+
+        Raises:
+          ValueError: for a negative num_train_steps or num_epochs, no steps at all, or a bad field.
+        """
+        steps = config.num_train_steps if num_train_steps is None else num_train_steps
+        epochs = config.num_epochs if num_epochs is None else num_epochs
+        if steps < 0:
+            raise ValueError(f"config.num_train_steps={steps} must be >= 0 (0: use num_epochs).")
+        if epochs < 0:
+            raise ValueError(f"config.num_epochs={epochs} must be >= 0.")
+        total = steps or epochs * steps_per_epoch
+        if total < 1:
+            raise ValueError(f"No training steps: num_train_steps={steps} and num_epochs={epochs}; set either.")
+        return cls(
+            num_steps=int(total),
+            batch_size=int(config.batch_size),
+            log_every=int(config.log_every),
+            eval_every=int(config.eval_every),
+            checkpoint_every=int(config.checkpoint_every),
+            keep_checkpoints=int(config.keep_checkpoints),
+            eval_batch_size=int(config.eval_batch_size),
+        )
+
+
+class EvalResult(NamedTuple):
+    """Per-example evaluation of a whole split, host arrays in split order.
+
+    Attributes:
+      metrics: {name: [N]} the objective's per-example metrics.
+      code: [N, K] the codes.
+    """
+
+    metrics: dict[str, np.ndarray]
+    code: np.ndarray
+
+    def means(self, prefix: str = "") -> dict[str, float]:
+        """{prefix + name: mean over the split}."""
+        return {prefix + k: float(np.mean(v)) for k, v in self.metrics.items()}
+
+
+def evaluate(
+    state: ts.TrainState, eval_step, x: np.ndarray, labels: np.ndarray, mesh: Mesh, batch_size: int, *, seed=0
+) -> EvalResult:
+    """The objective's eval over a whole split, in order; batch i draws from fold_in(key(seed), i).
+
+    Args:
+      state: the TrainState (its params and model_state are read).
+      eval_step: `train_step.make_eval_step(objective.eval_fn, mesh)`.
+      x: [N, *input_shape] inputs; labels: [N].
+      mesh: the data mesh; batch_size: rows per batch (padded to a multiple of the devices).
+      seed: seed of the evaluation randomness (stochastic bounds, sampled scores), fixed so evaluation repeats.
+    """
+    outs = []
+    rng = jax.random.key(seed)
+    for i, (batch, num_valid) in enumerate(
+        pipeline.eval_batches(x, labels, batch_size=batch_size, multiple_of=mesh.devices.size)
+    ):
+        global_batch = sharding.to_global(sharding.host_rows(batch), mesh)
+        out = jax.device_get(eval_step(state.params, state.model_state, global_batch, jax.random.fold_in(rng, i)))
+        outs.append(jax.tree.map(lambda a, n=num_valid: np.asarray(a)[:n], out))
+    return EvalResult(
+        metrics={k: np.concatenate([o.metrics[k] for o in outs]) for k in outs[0].metrics},
+        code=np.concatenate([o.code for o in outs]),
+    )
+
+
+class LoopResult(NamedTuple):
+    """What a run of the loop leaves.
+
+    Attributes:
+      state: the final TrainState (replicated on the mesh).
+      start_step: the step this launch started from (0, or the resumed checkpoint's).
+      train_time_s: seconds spent training, over every launch of the run (from the checkpoints' records).
+      examples_per_s: median over this launch's log windows (the first, with compilation, excluded), or None.
+      meta: the restored checkpoint's record (None for a fresh start).
+      last_metrics: the means of the last logged window ({} if this launch took no step).
+    """
+
+    state: ts.TrainState
+    start_step: int
+    train_time_s: float
+    examples_per_s: float | None
+    meta: dict | None
+    last_metrics: dict[str, float]
+
+
+def run(
+    *,
+    settings: LoopSettings,
+    mesh: Mesh,
+    objective: Objective,
+    tx: optax.GradientTransformation,
+    init_fn: Callable[[], ts.TrainState],
+    loader: pipeline.AbstractLoader,
+    workdir: str | None,
+    eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_seed: int = 0,
+    meta: dict[str, Any] | None = None,
+    desc: str = "train",
+    on_start: Callable[[int], None] | None = None,
+) -> LoopResult:
+    """Trains from the newest checkpoint in `workdir` (or `init_fn()`) up to `settings.num_steps`.
+
+    Args:
+      settings: steps and intervals.
+      mesh: the data mesh; the state is replicated, batches sharded on "data".
+      objective: loss, eval and projection (`aejax.objectives.Objective`).
+      tx: the optax optimizer.
+      init_fn: () -> a fresh TrainState placed on the mesh (jitted with replicated out_shardings).
+      loader: the training batches, a pure function of the step.
+      workdir: where `checkpoints/`, `metrics.jsonl` and `tb/` go; None keeps nothing on disk (a run that
+        cannot resume, e.g. the many small DAEs of a score sweep).
+      eval_data: (x [N, ...], labels [N]) evaluated every `eval_every` steps and at the end, logged as
+        "eval/<metric>" means; None skips evaluation.
+      eval_seed: seed of `evaluate`.
+      meta: extra JSON-able facts stored with every checkpoint (e.g. the dataset or the layer).
+      desc: the progress bar's label.
+      on_start: called with the start step once the state is restored or initialised, before the first step
+        (the trainer writes config.json there, so a run that never started leaves the workdir's record alone).
+
+    Returns:
+      LoopResult.
+
+    Raises:
+      NonFiniteLossError: if a step produced a non-finite loss term, gradient or parameter norm; the newest
+        checkpoint is then one whose values were all finite.
+      checkpoint.IncompatibleCheckpointError: if `workdir` holds a checkpoint of another state structure.
+    """
+    ckpt = (
+        None
+        if workdir is None
+        else checkpoint.Checkpointer(f"{workdir}/checkpoints", max_to_keep=settings.keep_checkpoints)
+    )
+    state, restored = ckpt.restore_or_init(init_fn) if ckpt else (init_fn(), None)
+    start = int(state.step)
+    if start and jax.process_index() == 0:
+        tqdm.write(f"Resuming {desc} from the checkpoint at step {start} of {settings.num_steps} in {workdir}")
+    previous_time = float((restored or {}).get("train_time_s", 0.0))
+    if on_start is not None:
+        on_start(start)
+
+    train_step = ts.make_train_step(objective.loss_fn, tx, mesh, project=objective.project)
+    eval_step = ts.make_eval_step(objective.eval_fn, mesh) if eval_data is not None else None
+    writer = MetricWriter(workdir) if workdir is not None else None
+    window, window_start, last = [], start, {}
+    train_time, t_window, rates = 0.0, time.perf_counter(), []
+
+    def flush(done: int) -> dict[str, float]:
+        nonlocal window, window_start, t_window, train_time, last
+        if not window:
+            return {}
+        host = jax.device_get(window)
+        check_finite(window_start, host)
+        elapsed = time.perf_counter() - t_window
+        train_time += elapsed
+        rate = len(host) * settings.batch_size / elapsed
+        if window_start > start:  # the first window includes compilation
+            rates.append(rate)
+        means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+        means["examples_per_s"] = rate
+        if writer:
+            writer.write(done, means)
+        window, window_start, last = [], done, means
+        return means
+
+    steps = settings.num_steps
+    try:
+        with tqdm(total=steps, initial=start, desc=desc, disable=jax.process_index() != 0, leave=False) as bar:
+            for step in range(start, steps):
+                state, metrics = train_step(state, sharding.to_global(loader.batch(step), mesh))
+                window.append(metrics)
+                done = step + 1
+                bar.update(1)
+                final = done == steps
+                if done % settings.log_every == 0 or final:
+                    m = flush(done)
+                    bar.set_postfix(loss=f"{m['loss']:.4g}", ex_per_s=f"{m['examples_per_s']:.0f}")
+                if eval_step is not None and (done % settings.eval_every == 0 or final):
+                    flush(done)
+                    ev = evaluate(state, eval_step, *eval_data, mesh, settings.eval_batch_size, seed=eval_seed)
+                    if writer:
+                        writer.write(done, ev.means("eval/"))
+                if ckpt is not None and (done % settings.checkpoint_every == 0 or final):
+                    flush(done)  # never save a state that followed a non-finite step
+                    record = {"step": done, "data": loader.state(done), "train_time_s": previous_time + train_time}
+                    ckpt.save(done, state, {**record, **(meta or {})})
+                if not window:  # examples/s and train time measure training, not evaluation or checkpointing
+                    t_window = time.perf_counter()
+    finally:
+        if ckpt is not None:
+            ckpt.wait()  # an interrupted run still finishes writing its last good checkpoint
+            ckpt.close()
+        if writer:
+            writer.close()
+    return LoopResult(
+        state=state,
+        start_step=start,
+        train_time_s=round(previous_time + train_time, 2),
+        examples_per_s=float(np.median(rates)) if rates else None,
+        meta=restored,
+        last_metrics=last,
+    )

@@ -1,0 +1,149 @@
+"""Finished runs: load one from its workdir, and re-run its evaluation and reports without training.
+
+    run = runs.load_run("runs/mnist_ae")             # config, model, trained state, data, objective
+    codes = run.model.apply(run.variables, run.test_split.x[:10], method="encode")
+    runs.reanalyse("runs/mnist_ae", reports="sparsity")   # = python launch.py --workdir=... --eval_only
+
+Any workdir trained by `aejax.train.train_and_evaluate` is loadable (the main job, every config whose trainer
+is the default, and the stacked job's sub-runs `finetune/` and `random_init/`).
+"""
+
+import json
+import os
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from aejax import checkpoint, loop, sharding
+from aejax import train as train_lib
+from aejax import train_step as ts
+from aejax.analysis import reports as reports_lib
+from aejax.data.datasets import Split
+from aejax.likelihoods import Likelihood
+from aejax.models import AbstractAutoencoder
+from aejax.objectives import Objective
+
+
+def _tuples(value):
+    # JSON turns the config's tuples (layer widths, ...) into lists; flax module attributes want tuples.
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The locked config a run was trained with (`<workdir>/config.json`).
+
+    Raises:
+      FileNotFoundError: if the workdir holds no config.json (no run started there).
+    """
+    stored = train_lib.stored_config(os.path.abspath(workdir))
+    if stored is None:
+        raise FileNotFoundError(f"{os.path.abspath(workdir)} holds no config.json: no run was trained there.")
+    return ml_collections.ConfigDict(_tuples(stored)).lock()
+
+
+class Run(NamedTuple):
+    """A trained run, ready to apply or analyse.
+
+    Attributes:
+      config: its config. workdir: absolute path. step: the checkpoint's step.
+      model, likelihood, objective: as the config builds them.
+      state: the restored TrainState (replicated on `mesh`).
+      train_split, test_split: the data as the model saw it (transforms applied).
+      mesh: the data mesh over this process's view of the devices.
+    """
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    step: int
+    model: AbstractAutoencoder
+    likelihood: Likelihood
+    objective: Objective
+    state: ts.TrainState
+    train_split: Split
+    test_split: Split
+    mesh: Mesh
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """{"params": ..., plus other collections}, host arrays, for `model.apply`."""
+        return jax.device_get({"params": self.state.params, **self.state.model_state})
+
+
+def load_run(workdir: str, *, step: int | None = None) -> Run:
+    """Loads a run of `aejax.train` from its workdir: config, model, the checkpoint at `step` (default the
+    newest) and the data.
+
+    Raises:
+      FileNotFoundError: without config.json or without checkpoints (for a job whose networks are sub-runs,
+        such as the stacked job's `finetune/`, the message names them).
+      ValueError: if the checkpoint does not hold the state the config builds.
+    """
+    workdir = os.path.abspath(workdir)
+    config = load_config(workdir)
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        subruns = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d, "checkpoints")))
+        hint = f"; its trained networks are the sub-runs {', '.join(subruns)}" if subruns else ""
+        raise FileNotFoundError(f"{workdir} holds no checkpoints of its own{hint}.")
+    mesh = sharding.make_mesh()
+    train_split, test_split = train_lib.load_data(config)
+    b = train_lib.build(config, train_split)
+    init_fn = train_lib.make_init_fn(b.model, b.tx, train_split.x.shape[1:], mesh, jax.random.key(config.seed))
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
+    try:
+        step = ckpt.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint.")
+        ckpt.check_compatible(step, jax.eval_shape(init_fn))
+        state, _ = ckpt.restore(step, init_fn())
+    finally:
+        ckpt.close()
+    return Run(config, workdir, step, b.model, b.likelihood, b.objective, state, train_split, test_split, mesh)
+
+
+def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
+    """Re-runs evaluation and the after-training analysis (PCA baseline, figures, reports) of a finished run,
+    without training, and updates its results.json.
+
+    Args:
+      workdir: the run's workdir.
+      reports: comma-separated reports to run instead of the config's `analysis.reports` (None: the config's).
+
+    Returns:
+      The updated results dict: "test_<metric>" from the fresh evaluation, the analysis numbers, and every
+      other entry of the old results.json (timings) kept.
+    """
+    run = load_run(workdir)
+    config = run.config
+    if reports is not None:
+        config = ml_collections.ConfigDict(config.to_dict())
+        config.analysis.reports = reports
+        config.lock()
+    ev = loop.evaluate(
+        run.state,
+        ts.make_eval_step(run.objective.eval_fn, run.mesh),
+        run.test_split.x,
+        run.test_split.labels,
+        run.mesh,
+        config.eval_batch_size,
+        seed=config.seed,
+    )
+    path = os.path.join(run.workdir, "results.json")
+    results = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+    results.update(ev.means("test_"))
+    if jax.process_index() == 0:
+        ctx = reports_lib.RunContext(
+            config, run.workdir, run.model, run.likelihood, run.variables, run.train_split, run.test_split, ev
+        )
+        results.update(train_lib.analyse(ctx))
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
