@@ -21,7 +21,7 @@ import numpy as np
 import skimage.data
 from sklearn.linear_model import Lasso
 
-from aejax.inference import fista, ista
+from aejax.sparse_coding import fista, ista
 
 
 def patches(batch: int, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from aejax import inference
+from aejax import sparse_coding
 from aejax.data import datasets
 from aejax.models import get_model
 from aejax.objectives import psd as psd_objective
@@ -85,7 +85,7 @@ def main() -> None:
 
     # FISTA's objective is 0.5 ||x - D z||^2 + lam' |z|_1 = E_sc / 2 with lam' = lam / 2.
     def run_fista(k):
-        return inference.fista(x, D, lam=lam / 2, num_steps=k, lipschitz=lipschitz, return_info=True)
+        return sparse_coding.fista(x, D, lam=lam / 2, num_steps=k, lipschitz=lipschitz, return_info=True)
 
     z_star, info = run_fista(args.max_steps)
     trace = 2 * np.asarray(info.objective, np.float64).mean(axis=1)  # [T] batch-mean E_sc after step k

@@ -11,7 +11,7 @@ Kavukcuoglu, Ranzato & LeCun (2008), eq. 3: for an input x [n], dictionary D [n,
 
        D_aug = [D; sqrt(gamma) I_K]  [n + K, K],   x_aug = [x; sqrt(gamma) f(x)]  [n + K],
 
-   since ||x_aug - D_aug h||^2 = ||x - D h||^2 + gamma ||h - f(x)||^2; `aejax.inference.fista` minimises
+   since ||x_aug - D_aug h||^2 = ||x - D h||^2 + gamma ||h - f(x)||^2; `aejax.sparse_coding.fista` minimises
    0.5 ||x_aug - D_aug h||^2 + lam' ||h||_1, so it is called with lam' = lam / 2 (E = 2 * its energy), and
    the Lipschitz constant ||D_aug||_2^2 = ||D||_2^2 + gamma exactly.
 2. Learning: the loss is E(x, h*) averaged over the batch with h* a constant (stop_gradient), so its gradient
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from aejax import inference
+from aejax import sparse_coding
 from aejax.data.batch import Batch
 from aejax.likelihoods import Likelihood, squared_error
 from aejax.models.psd import unit_columns
@@ -80,7 +80,7 @@ def infer_codes(
     d_aug = jnp.concatenate([D, root * jnp.eye(D.shape[1], dtype=D.dtype)], axis=0)  # [n + K, K]
     x_aug = jnp.concatenate([x, root * f], axis=1)  # [B, n + K]
     lipschitz = jnp.linalg.norm(D, 2) ** 2 + gamma
-    h = inference.fista(x_aug, d_aug, lam=lam / 2, num_steps=num_steps, z0=f, lipschitz=lipschitz)
+    h = sparse_coding.fista(x_aug, d_aug, lam=lam / 2, num_steps=num_steps, z0=f, lipschitz=lipschitz)
     return jax.lax.stop_gradient(h)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import Lasso
 
-from aejax.inference import fista, ista, objective, shrink
+from aejax.sparse_coding import fista, ista, objective, shrink
 
 N, K, B, LAM = 20, 40, 5, 0.2
 

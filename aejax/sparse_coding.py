@@ -1,4 +1,4 @@
-"""Sparse-coding inference: ISTA and FISTA for the Lasso energy of predictive sparse decomposition.
+"""Sparse coding: ISTA and FISTA for the Lasso energy of predictive sparse decomposition.
 
 Every solver here minimises, independently for each example b of a batch sharing one dictionary,
 
