@@ -27,6 +27,7 @@ saturated fraction, Jacobian spectrum, contraction ratio against radius) besides
 import ml_collections
 
 from configs import mnist_ae
+from configs import variants as variants_lib
 
 METHODS = ("closed_form", "hutchinson", "exact", "cae_h")
 VARIANTS = (*METHODS, "plain", "quick", "runlocal")
@@ -34,14 +35,9 @@ LAMBDA = 1.0
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    variants = [v for v in arg.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {', '.join(VARIANTS)}.")
-    chosen = [v for v in variants if v in METHODS] or ["closed_form"]
-    if len(chosen) > 1:
-        raise ValueError(f"Choose one of {', '.join(METHODS)}; got {chosen}.")
-    method, quick = chosen[0], "quick" in variants
+    variants = variants_lib.parse(arg, VARIANTS)
+    method = variants_lib.one_of(variants, METHODS, default="closed_form")
+    quick = "quick" in variants
 
     c = mnist_ae.get_config("runlocal" if "runlocal" in variants else "")
     c.unlock()

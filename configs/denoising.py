@@ -20,26 +20,21 @@ PSNR on the test set for each corruption, corrupted / denoised / clean images) b
 import ml_collections
 
 from configs import contractive
+from configs import variants as variants_lib
 
 CORRUPTIONS = ("masking", "gaussian", "salt_and_pepper", "emphasized", "plain")
 VARIANTS = (*CORRUPTIONS, "quick", "runlocal")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    variants = [v for v in arg.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {', '.join(VARIANTS)}.")
-    chosen = [v for v in variants if v in CORRUPTIONS] or ["masking"]
-    if len(chosen) > 1:
-        raise ValueError(f"Choose one of {', '.join(CORRUPTIONS)}; got {chosen}.")
+    variants = variants_lib.parse(arg, VARIANTS)
+    name = variants_lib.one_of(variants, CORRUPTIONS, default="masking")
 
     # The one-layer sigmoid network and training schedule of the contractive family, without its penalty.
     base = ",".join(["plain", *(v for v in variants if v in ("quick", "runlocal"))])
     c = contractive.get_config(base)
     c.unlock()
     c.analysis.reports = "denoising"
-    name = chosen[0]
     if name == "emphasized":
         c.corruption.name = "masking"
         c.corruption.emphasis_alpha = 1.0

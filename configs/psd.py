@@ -17,15 +17,13 @@ Variants (comma separated): "" (default), "quick", "runlocal", "8x8" (8x8 patche
 import ml_collections
 
 from configs import mnist_ae
+from configs import variants as variants_lib
 
 VARIANTS = ("quick", "runlocal", "8x8", "whitened")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    variants = [v for v in arg.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {', '.join(VARIANTS)}.")
+    variants = variants_lib.parse(arg, VARIANTS)
 
     c = mnist_ae.get_config("")
     c.unlock()

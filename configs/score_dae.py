@@ -17,15 +17,14 @@ spiral_corruption.png (Fig 14.4), sigma_sweep.png, samples_1d.png, samples_spira
 
 import ml_collections
 
+from configs import variants as variants_lib
+
 TASKS = ("mixture1d", "spiral", "sweep", "sampling")
 VARIANTS = (*TASKS, "quick", "runlocal")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    variants = [v for v in arg.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {', '.join(VARIANTS)}.")
+    variants = variants_lib.parse(arg, VARIANTS)
     tasks = [t for t in TASKS if t in variants] or list(TASKS)
     if "sampling" in tasks:  # sampling uses the DAEs of both densities
         tasks = sorted({*tasks, "mixture1d", "spiral"}, key=TASKS.index)

@@ -20,15 +20,13 @@ fine-tuned SAE and random_init_test_sq_err).
 import ml_collections
 
 from configs import mnist_ae
+from configs import variants as variants_lib
 
 VARIANTS = ("sdae", "tied", "quick", "runlocal")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    variants = [v for v in arg.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {', '.join(VARIANTS)}.")
+    variants = variants_lib.parse(arg, VARIANTS)
 
     c = mnist_ae.get_config("runlocal" if "runlocal" in variants else "")
     c.unlock()

@@ -17,6 +17,7 @@ import ml_collections
 
 from configs import mnist_ae
 from configs import psd as psd_config
+from configs import variants as variants_lib
 
 METHODS = ("psd", "kl_sparse", "dae")
 PATCHES = ("12x12", "8x8", "12x12_whitened", "8x8_whitened")
@@ -24,13 +25,13 @@ DEFAULT_PATCHES = {"psd": "12x12", "kl_sparse": "8x8_whitened", "dae": "8x8_whit
 
 
 def get_config(arg: str = "psd") -> ml_collections.ConfigDict:
-    parts = [p for p in arg.split(",") if p]
-    methods = [p for p in parts if p in METHODS]
-    patches = [p for p in parts if p in PATCHES]
-    if len(methods) != 1 or len(patches) > 1 or len(parts) != len(methods) + len(patches):
-        raise ValueError(f"Expected one of {METHODS} and at most one of {PATCHES}, got {arg!r}.")
-    method = methods[0]
-    patch_set = (patches or [DEFAULT_PATCHES[method]])[0]
+    chosen = variants_lib.parse(arg, (*METHODS, *PATCHES))
+    method = variants_lib.one_of(chosen, METHODS)
+    if method is None:
+        raise ValueError(
+            f"Expected one of {', '.join(METHODS)} (and at most one of {', '.join(PATCHES)}), got {arg!r}."
+        )
+    patch_set = variants_lib.one_of(chosen, PATCHES, default=DEFAULT_PATCHES[method])
 
     if method == "psd":
         c = psd_config.get_config("quick")  # 64 atoms, 2,000 Adam steps of batch 128
