@@ -25,13 +25,15 @@ def _check_nu(nu: float) -> None:
 
 
 @CORRUPTIONS.register("gaussian")
-def gaussian(rng: jax.Array, x: jax.Array, *, sigma: float) -> tuple[jax.Array, jax.Array]:
-    """Additive isotropic Gaussian noise: x~ = x + eps, eps ~ N(0, sigma^2 I).
+def gaussian(rng: jax.Array, x: jax.Array, *, sigma: float, clip: bool = False) -> tuple[jax.Array, jax.Array]:
+    """Additive isotropic Gaussian noise: x~ = x + eps, eps ~ N(0, sigma^2 I), optionally clipped to [0, 1].
 
     Args:
       rng: PRNG key.
       x: [B, ...] inputs.
       sigma: noise standard deviation, in input units.
+      clip: clip x~ to the pixel range [0, 1], as the convolutional denoising autoencoder of the seed
+        (Keras) tutorials does.
 
     Returns:
       (x_tilde [B, ...], mask [B, ...] all ones: every component is corrupted).
@@ -41,8 +43,8 @@ def gaussian(rng: jax.Array, x: jax.Array, *, sigma: float) -> tuple[jax.Array, 
     """
     if sigma < 0:
         raise ValueError(f"Gaussian corruption needs sigma >= 0, got {sigma}.")
-    noise = jax.random.normal(rng, x.shape, dtype=x.dtype)
-    return x + sigma * noise, jnp.ones_like(x)
+    x_tilde = x + sigma * jax.random.normal(rng, x.shape, dtype=x.dtype)
+    return (jnp.clip(x_tilde, 0.0, 1.0) if clip else x_tilde), jnp.ones_like(x)
 
 
 @CORRUPTIONS.register("masking")

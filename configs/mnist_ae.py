@@ -13,20 +13,22 @@ Variants (comma separated): "" (default), "code2", "runlocal", "digits" (sklearn
 
 import ml_collections
 
+from configs import variants as variants_lib
+
 VARIANTS = ("code2", "runlocal", "digits")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-    variants = [v for v in arg.split(",") if v]
-    unknown = set(variants) - set(VARIANTS)
-    if unknown:
-        raise ValueError(f"Unknown variant(s) {sorted(unknown)}; known: {', '.join(VARIANTS)}.")
+    variants = variants_lib.parse(arg, VARIANTS)
 
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.dataset = "mnist5k"
     c.data_dir = ml_collections.FieldReference(None, field_type=str)  # None: TFDS default (TFDS_DATA_DIR)
     c.manual_dir = ml_collections.FieldReference(None, field_type=str)  # for mnist_idx
+    # Declared input transforms (aejax/data/transforms.py): scale "auto" (uint8 / 255) or "none"; binarize
+    # "none", "static" (x > threshold) or "dynamic" (a fresh Bernoulli sample of each training batch).
+    c.transforms = ml_collections.ConfigDict(dict(scale="auto", binarize="none", threshold=0.5))
 
     c.model_name = "mlp"
     c.model = ml_collections.ConfigDict(
@@ -43,7 +45,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Denoising: name in aejax.corruptions ("gaussian", "masking", "salt_and_pepper") or "none"; the
     # corruption reads the hyperparameters it takes (sigma, nu) from here. Emphasis: Vincent et al. 2010.
     c.corruption = ml_collections.ConfigDict(
-        dict(name="none", sigma=0.3, nu=0.25, emphasis_alpha=1.0, emphasis_beta=1.0)
+        dict(name="none", sigma=0.3, nu=0.25, clip=False, emphasis_alpha=1.0, emphasis_beta=1.0)
     )
     # Penalties: regularizer name -> dict(weight=..., [warmup_steps=...], **hparams); see aejax/regularizers.
     c.regularizers = ml_collections.ConfigDict()

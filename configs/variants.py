@@ -1,7 +1,7 @@
 """The one parser of config variants: `--config=configs/x.py:quick,sdae` calls `get_config("quick,sdae")`.
 
-    chosen = variants.parse(arg, VARIANTS)                        # ["quick", "sdae"], unknown names refused
-    method = variants.one_of(chosen, METHODS, default="closed_form")   # at most one of a group
+chosen = variants.parse(arg, VARIANTS)                        # ["quick", "sdae"], unknown names refused
+method = variants.one_of(chosen, METHODS, default="closed_form")   # at most one of a group
 """
 
 from collections.abc import Sequence

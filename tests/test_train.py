@@ -31,7 +31,7 @@ def _final_params(workdir, step):
     return runs.load_run(str(workdir), step=step).variables["params"]
 
 
-def test_launch_py_end_to_end(tmp_path, data_dir):
+def test_launch_py_end_to_end_and_eval_only(tmp_path, data_dir, assert_figure):
     workdir = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -46,18 +46,31 @@ def test_launch_py_end_to_end(tmp_path, data_dir):
     assert results["num_train"] == 4000 and results["num_test"] == 1000
     assert results["num_steps"] == 20 and results["code_dim"] == 8
     assert np.isfinite(results["test_sq_err"]) and np.isfinite(results["pca_sq_err"])
-    for name in (
-        "reconstructions.png",
-        "latent.png",
-        "loss_curves.png",
-        "metrics.jsonl",
-        "config.json",
-    ):
-        assert (workdir / name).stat().st_size > 0, name
+    assert results["beats_pca"] == (results["test_sq_err"] < results["pca_sq_err"])
+    assert_figure(workdir / "reconstructions.png", min_width=500)
+    assert_figure(workdir / "latent.png")
+    assert_figure(workdir / "loss_curves.png")
+    assert json.loads((workdir / "config.json").read_text())["model"]["code_dim"] == 8
     assert list((workdir / "tb").iterdir()), "no TensorBoard event file"
     rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
     assert {r["step"] for r in rows if "loss" in r} == {5, 10, 15, 20}
-    assert any("eval/sq_err" in r for r in rows)
+    # Every metric of the objective's eval is logged at each evaluation (eval_every 10, and the last step).
+    assert {r["step"] for r in rows if "eval/sq_err" in r and "eval/nll" in r} == {10, 20}
+
+    # Re-analysis of the finished run, without training: same parameters, so the same test error; a report the
+    # run did not have is added; no step is taken (no new metrics, no new checkpoint).
+    (workdir / "latent.png").unlink()
+    cmd = [sys.executable, "launch.py", f"--workdir={workdir}", "--eval_only", "--reports=sparsity"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((workdir / "results.json").read_text())
+    np.testing.assert_allclose(again["test_sq_err"], results["test_sq_err"], rtol=1e-6)
+    assert again["train_time_s"] == results["train_time_s"]  # the training record is kept
+    assert "sparsity/mean_activation" in again
+    assert_figure(workdir / "latent.png")
+    assert_figure(workdir / "sparsity_histogram.png")
+    assert len((workdir / "metrics.jsonl").read_text().splitlines()) == len(rows)
+    assert sorted(os.listdir(workdir / "checkpoints")) == ["10", "20"]
 
 
 def test_config_typo_fails_with_suggestion(tmp_path):
@@ -113,6 +126,34 @@ def test_non_finite_loss_stops_with_step_and_term_and_keeps_last_checkpoint(tmp_
     for step in saved:  # any checkpoint that was written holds finite parameters
         params = _final_params(workdir, int(step))
         assert all(np.isfinite(v).all() for layer in params.values() for v in layer.values())
+
+
+def test_bad_steps_and_learning_rate_fail_before_training_naming_the_field(tmp_path, data_dir):
+    with pytest.raises(ValueError, match=r"config.num_train_steps=-5"):
+        train.train_and_evaluate(_config(data_dir, num_train_steps=-5), str(tmp_path / "a"))
+    config = _config(data_dir)
+    config.optimizer.learning_rate = -1.0
+    with pytest.raises(ValueError, match=r"config.optimizer.learning_rate=-1.0"):
+        train.train_and_evaluate(config, str(tmp_path / "b"))
+    for run in ("a", "b"):  # nothing was recorded for runs that never started
+        assert not os.path.exists(tmp_path / run / "config.json")
+        assert not os.path.exists(tmp_path / run / "checkpoints")
+
+
+def test_relaunch_with_another_model_is_refused_and_keeps_the_record(tmp_path, data_dir):
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(_config(data_dir), workdir)
+    before = (tmp_path / "run" / "config.json").read_text()
+    changed = _config(data_dir)
+    changed.model.code_dim = 16
+    with pytest.raises(ValueError, match=r"model.code_dim: 8 -> 16") as info:
+        train.train_and_evaluate(changed, workdir)
+    assert "params/encoder_2/kernel" in str(info.value)  # the differing parameter is named too
+    assert (tmp_path / "run" / "config.json").read_text() == before
+    # Extending a finished run keeps working: it resumes at step 20 and trains 10 more steps.
+    longer = train.train_and_evaluate(_config(data_dir, num_train_steps=30), workdir)
+    assert longer["num_steps"] == 30 and runs.load_run(workdir).step == 30
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["num_train_steps"] == 30
 
 
 def test_bad_batch_size_and_unknown_names_fail_before_training(tmp_path, data_dir):
