@@ -2,10 +2,12 @@
 
   python experiments/regularized_family/run.py --data_dir=/tmp/tfds_dev --workdir=/tmp/regularized_family
   python experiments/regularized_family/run.py --all      # also emphasized DAE, exact CAE, CAE+H (+ ~6 min)
+  python experiments/regularized_family/run.py --runlocal --workdir=/tmp/rf_local   # 20 steps a run, smoke test
 
 Each run is `aejax.train.train_and_evaluate` on a config of configs/{sparse,denoising,contractive}.py with its
-"quick" variant, in `<workdir>/<run>`; a run whose results.json exists is not retrained. Writes table.md (the
-measured table of the README) and the comparison figures sparsity_*.png, denoising_*.png, contractive_*.png.
+"quick" variant ("runlocal" with --runlocal), in `<workdir>/<run>`; a run whose results.json exists is not
+retrained. Writes table.md (the measured table of the README) and the comparison figures sparsity_*.png,
+denoising_*.png, contractive_*.png.
 """
 
 import argparse
@@ -15,17 +17,13 @@ import sys
 
 import jax
 import numpy as np
-from orbax.checkpoint import StandardCheckpointer
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # repo root: configs
 
-from aejax import plots, train  # noqa: E402
+from aejax import plots, runs, train  # noqa: E402
 from aejax.analysis import regularization  # noqa: E402
 from aejax.analysis.reports import contractive as contractive_report  # noqa: E402
 from aejax.analysis.reports import sparsity as sparsity_report  # noqa: E402
-from aejax.data import datasets  # noqa: E402
-from aejax.likelihoods import get_likelihood  # noqa: E402
-from aejax.models import get_model  # noqa: E402
 from configs import contractive, denoising, sparse  # noqa: E402
 
 # name -> (config module, variant, reports): the plain references train the same networks without a penalty.
@@ -49,10 +47,12 @@ EXTRA_RUNS = {
 CORRUPTIONS = ("masking", "gaussian", "salt_and_pepper")
 
 
-def run_all(runs: dict, workdir: str, data_dir: str | None) -> dict[str, tuple]:
+def run_all(todo: dict, workdir: str, data_dir: str | None, runlocal: bool = False) -> dict[str, tuple]:
     """{name: (config, results)}, training the runs without a results.json."""
     out = {}
-    for name, (module, variant, reports) in runs.items():
+    for name, (module, variant, reports) in todo.items():
+        if runlocal:
+            variant = variant.replace("quick", "runlocal")
         config = module.get_config(variant)
         config.data_dir = data_dir
         config.analysis.reports = reports
@@ -69,13 +69,10 @@ def run_all(runs: dict, workdir: str, data_dir: str | None) -> dict[str, tuple]:
     return out
 
 
-def reconstruct_fn(config, run_dir: str, input_shape):
-    """x~ [B, *input_shape] -> mean reconstruction, from the run's latest checkpoint."""
-    steps = sorted(int(s) for s in os.listdir(os.path.join(run_dir, "checkpoints")) if s.isdigit())
-    state = StandardCheckpointer().restore(os.path.join(run_dir, "checkpoints", str(steps[-1]), "state"))
-    model = get_model(config.model_name, input_shape=input_shape, **config.model)
-    likelihood = get_likelihood(config.likelihood)
-    return lambda x: likelihood.mean(model.apply({"params": state["params"]}, x)[0])
+def reconstruct_fn(run: runs.Run):
+    """x~ [B, *input_shape] -> mean reconstruction E[x | f(x~)] of a trained run (its latest checkpoint)."""
+    variables = run.variables
+    return lambda x: run.likelihood.mean(run.model.apply(variables, x).decoder_output)
 
 
 def sparsity_section(done: dict, workdir: str) -> list[str]:
@@ -104,7 +101,7 @@ def sparsity_section(done: dict, workdir: str) -> list[str]:
     return rows
 
 
-def denoising_section(done: dict, workdir: str, test_images: np.ndarray) -> list[str]:
+def denoising_section(done: dict, workdir: str) -> list[str]:
     names = [n for n in done if n == "plain_sigmoid500" or n.startswith("dae_")]
     head = " | ".join(f"{c} sq. err (PSNR dB)" for c in CORRUPTIONS)
     rows = [f"| model | clean test sq. err | {head} |", "|---|---|" + "---|" * len(CORRUPTIONS)]
@@ -118,14 +115,15 @@ def denoising_section(done: dict, workdir: str, test_images: np.ndarray) -> list
         r = done[name][1]
         cells = [f"{r[f'denoising/{c}/sq_err']:.1f} ({r[f'denoising/{c}/psnr']:.1f})" for c in CORRUPTIONS]
         rows.append(f"| {name} | {r['test_sq_err']:.1f} | {' | '.join(cells)} |")
-    # Masking: corrupted / plain AE / DAE / clean, on the same corrupted digits.
-    x = test_images[:10]
-    x_tilde = None
+    # Masking: corrupted / plain AE / DAE / clean, on the same corrupted digits (both runs see the same
+    # test split, scaled to [0, 1] by their config's transforms, and the same masking key).
+    x = x_tilde = None
     image_rows, titles = [], []
     for name in ("plain_sigmoid500", "dae_masking"):
         if name in done:
-            fn = reconstruct_fn(done[name][0], os.path.join(workdir, name), x.shape[1:])
-            res = regularization.denoising_error(fn, x, "masking", jax.random.PRNGKey(0), nu=0.25)
+            run = runs.load_run(os.path.join(workdir, name))
+            x = run.test_split.x[:10]
+            res = regularization.denoising_error(reconstruct_fn(run), x, "masking", jax.random.key(0), nu=0.25)
             x_tilde = res.x_tilde
             image_rows.append(res.recon)
             titles.append(f"{name} ({res.psnr.mean():.1f} dB)")
@@ -168,12 +166,12 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/regularized_family")
     parser.add_argument("--data_dir", default=None, help="TFDS data dir (default: TFDS_DATA_DIR)")
     parser.add_argument("--all", action="store_true", help="also the emphasized DAE, exact CAE and CAE+H")
+    parser.add_argument("--runlocal", action="store_true", help="the runlocal variants (20 steps): a smoke test")
     args = parser.parse_args()
-    runs = {**RUNS, **(EXTRA_RUNS if args.all else {})}
-    done = run_all(runs, args.workdir, args.data_dir)
-    test_images = datasets.load_split("mnist5k", "test", data_dir=args.data_dir).images
+    todo = {**RUNS, **(EXTRA_RUNS if args.all else {})}
+    done = run_all(todo, args.workdir, args.data_dir, args.runlocal)
     table = ["## Sparse", *sparsity_section(done, args.workdir), "", "## Denoising"]
-    table += [*denoising_section(done, args.workdir, test_images), "", "## Contractive"]
+    table += [*denoising_section(done, args.workdir), "", "## Contractive"]
     table += contractive_section(done, args.workdir)
     times = {name: r["train_time_s"] for name, (_, r) in done.items()}
     table += ["", f"Train time (s): {json.dumps(times)}"]
