@@ -4,13 +4,14 @@
   python launch.py --config=experiments/kavukcuoglu_2008/config.py:kl_sparse --workdir=/tmp/k08/kl_sparse
   python launch.py --config=experiments/kavukcuoglu_2008/config.py:dae --workdir=/tmp/k08/dae
   python launch.py --config=experiments/kavukcuoglu_2008/config.py:dae,12x12   # the DAE on LCN patches
+  python launch.py --config=experiments/kavukcuoglu_2008/config.py:psd,runlocal --workdir=/tmp/k08_local
 
 The argument is a method ("psd", "kl_sparse", "dae") and optionally a patch set ("12x12", "8x8",
 "12x12_whitened", "8x8_whitened"), comma separated. Without a patch set each method gets the data it learns
 edge filters on at this scale (`DEFAULT_PATCHES`): PSD contrast-normalised 12x12 patches, the two sigmoid
 autoencoders ZCA-whitened 8x8 patches (Ng's exercise; on LCN patches and with the settings of Ng's L-BFGS run
 taken over unchanged they learn noise-like filters, see README.md). All are CPU "quick" runs (under a minute each
-for the autoencoders, a few minutes for PSD).
+for the autoencoders, a few minutes for PSD); an optional "runlocal" cuts any of them to 20 steps (smoke tests).
 """
 
 import ml_collections
@@ -25,7 +26,7 @@ DEFAULT_PATCHES = {"psd": "12x12", "kl_sparse": "8x8_whitened", "dae": "8x8_whit
 
 
 def get_config(arg: str = "psd") -> ml_collections.ConfigDict:
-    chosen = variants_lib.parse(arg, (*METHODS, *PATCHES))
+    chosen = variants_lib.parse(arg, (*METHODS, *PATCHES, "runlocal"))
     method = variants_lib.one_of(chosen, METHODS)
     if method is None:
         raise ValueError(
@@ -74,4 +75,11 @@ def get_config(arg: str = "psd") -> ml_collections.ConfigDict:
         c.optimizer.learning_rate = 2e-2
         c.num_train_steps = 30000
     c.dataset = f"natural_patches/{patch_set}"
+    if "runlocal" in chosen:
+        if method == "psd":
+            c.psd.fista_steps, c.psd.eval_fista_steps = 10, 20  # those of configs/psd.py:runlocal
+        c.num_train_steps = 20
+        c.log_every = 5
+        c.eval_every = 10
+        c.checkpoint_every = 10
     return c.lock()

@@ -9,6 +9,7 @@ reused.
 
     python experiments/kavukcuoglu_2008/run.py --workdir=/tmp/k08 --data_dir=/tmp/tfds_dev      # ~5 min
     python experiments/kavukcuoglu_2008/run.py --patches=12x12 --workdir=/tmp/k08_lcn   # all on LCN 12x12
+    python experiments/kavukcuoglu_2008/run.py --runlocal --workdir=/tmp/k08_local      # seconds, smoke test
 """
 
 import argparse
@@ -17,7 +18,6 @@ import os
 import sys
 
 import numpy as np
-import orbax.checkpoint as ocp
 from sklearn.decomposition import PCA
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,10 +25,10 @@ sys.path.insert(0, ROOT)  # for `configs`
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for this folder's config.py
 import config as k08_config  # noqa: E402
 
-from aejax import train  # noqa: E402
+from aejax import runs, train  # noqa: E402
 from aejax.analysis import filters  # noqa: E402
 from aejax.analysis.reports.filters import filter_banks  # noqa: E402
-from aejax.data import datasets  # noqa: E402
+from aejax.data.datasets import Split  # noqa: E402
 
 NUM_PCA = 64
 
@@ -45,22 +45,23 @@ def localisation(bank: np.ndarray) -> float:
     return float((1.0 - spread / ((h * h - 1) / 12 + (w * w - 1) / 12)).mean())
 
 
-def run_method(method: str, patches: str | None, workdir: str, data_dir: str | None) -> tuple[dict, dict, str]:
-    """Trains (or reuses) one method; returns (results.json, its params, its patch set).
+def run_method(
+    method: str, patches: str | None, workdir: str, data_dir: str | None, runlocal: bool = False
+) -> tuple[dict, dict, str, Split]:
+    """Trains (or reuses) one method; returns (results.json, its params, its patch set, its training split).
 
     `patches` None: the method's `k08_config.DEFAULT_PATCHES`.
     """
     out = os.path.join(workdir, method)
-    config = k08_config.get_config(f"{method},{patches}" if patches else method)
+    variant = ",".join([method, *([patches] if patches else []), *(["runlocal"] if runlocal else [])])
     if not os.path.exists(os.path.join(out, "results.json")):
+        config = k08_config.get_config(variant)
         config.data_dir = data_dir
         train.train_and_evaluate(config, out)
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)
-    root = os.path.join(out, "checkpoints")
-    step = max(int(s) for s in os.listdir(root) if s.isdigit())
-    params = ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "state"))["params"]
-    return results, params, config.dataset.split("/")[1]
+    run = runs.load_run(out)  # the config the run was trained with, its latest checkpoint and its data
+    return results, run.variables["params"], run.config.dataset.split("/")[1], run.train_split
 
 
 def main() -> None:
@@ -68,15 +69,17 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/kavukcuoglu_2008")
     parser.add_argument("--data_dir", default=None)
     parser.add_argument("--patches", default=None, choices=k08_config.PATCHES, help="one set for all methods")
+    parser.add_argument("--runlocal", action="store_true", help="20 steps per method: a smoke test")
     args = parser.parse_args()
     os.makedirs(args.workdir, exist_ok=True)
 
     banks, summary, sizes = {}, {"patches": {}}, set()
     for method in k08_config.METHODS:
-        results, params, patches = run_method(method, args.patches, args.workdir, args.data_dir)
+        results, params, patches, split = run_method(
+            method, args.patches, args.workdir, args.data_dir, args.runlocal
+        )
         summary["patches"][method] = patches
-        split = datasets.load_split(f"natural_patches/{patches}", "train", data_dir=args.data_dir)
-        shape = split.images.shape[1:]
+        shape = split.x.shape[1:]
         sizes.add(shape[0])
         learned = filter_banks(params, shape)
         if method == "psd":
@@ -88,9 +91,9 @@ def main() -> None:
         else:
             banks["KL-sparse AE" if method == "kl_sparse" else "Gaussian DAE"] = learned["encoder"]
         summary[f"{method}_test_sq_err"] = results["test_sq_err"]
-    x = train_split.images.reshape(len(train_split.images), -1)
+    x = train_split.x.reshape(len(train_split.x), -1)
     pca = PCA(n_components=NUM_PCA, random_state=0).fit(x)
-    banks["PCA"] = pca.components_.reshape(NUM_PCA, *train_split.images.shape[1:3])
+    banks["PCA"] = pca.components_.reshape(NUM_PCA, *train_split.x.shape[1:3])
     for s in sorted(sizes, reverse=True):
         banks[f"random {s}x{s}"] = filters.random_filters(NUM_PCA, s, s, seed=0)
 
