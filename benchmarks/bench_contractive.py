@@ -50,7 +50,7 @@ def make_step(model, hparams, tx):
         def loss(p):
             outputs = model.apply({"params": p}, batch.x)
             reg, _ = penalty(step=0, params=p, apply_fn=model.apply, batch=batch, outputs=outputs, rng=rng)
-            return jnp.mean(lik.nll(outputs[0], batch.x)) + reg
+            return jnp.mean(lik.nll(outputs.decoder_output, batch.x)) + reg
 
         value, grads = jax.value_and_grad(loss)(params)
         updates, opt_state = tx.update(grads, opt_state, params)

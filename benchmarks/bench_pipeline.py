@@ -18,6 +18,7 @@ import jax
 import tensorflow_datasets as tfds
 
 from aejax.data import GrainLoader, InMemoryLoader, load_split
+from aejax.data.transforms import scale
 
 
 def examples_per_second(loader, steps: int, transfer: bool) -> float:
@@ -60,7 +61,7 @@ def measure(data_dir: str) -> list[tuple[str, str]]:
     rows.append(("load_split mnist5k train, cached", f"{time.perf_counter() - start:.2f} s"))
 
     for batch_size in (128, 256):
-        loader = InMemoryLoader(train.images, train.labels, global_batch_size=batch_size, seed=0)
+        loader = InMemoryLoader(scale(train.x), train.labels, global_batch_size=batch_size, seed=0)
         for transfer in (False, True):
             what = "batch + device_put" if transfer else "batch only"
             rate = examples_per_second(loader, steps=60, transfer=transfer)

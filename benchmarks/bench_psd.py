@@ -13,6 +13,7 @@ On the test patches of a trained PSD run (`configs/psd.py`, trained here first i
 Wall times are best-of-5 of compiled calls on the whole test batch. Run by hand:
 
     python benchmarks/bench_psd.py --workdir=/tmp/psd_quick --variant=quick --data_dir=/tmp/tfds_dev
+    python benchmarks/bench_psd.py --workdir=/tmp/psd_local --variant=runlocal --max_steps=200   # smoke test
 """
 
 import argparse
@@ -24,11 +25,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
-from aejax import sparse_coding
-from aejax.data import datasets
-from aejax.models import get_model
+from aejax import runs, sparse_coding
 from aejax.objectives import psd as psd_objective
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root, for `configs`
@@ -46,13 +44,6 @@ def wall_ms(fn, repeats: int = 5) -> float:
     return 1e3 * min(times)
 
 
-def load_params(workdir: str):
-    """The params of the latest checkpoint in `<workdir>/checkpoints`."""
-    root = os.path.join(workdir, "checkpoints")
-    step = max(int(s) for s in os.listdir(root) if s.isdigit())
-    return ocp.StandardCheckpointer().restore(os.path.join(root, str(step), "state"))["params"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="/tmp/psd_quick")
@@ -67,10 +58,10 @@ def main() -> None:
         from aejax import train
 
         train.train_and_evaluate(config, args.workdir)
-    params = jax.device_put(load_params(args.workdir))
-    test = datasets.load_split(config.dataset, "test", data_dir=config.data_dir)
-    model = get_model("psd", input_shape=test.images.shape[1:], **config.model)
-    x_img = jnp.asarray(test.images)
+    run = runs.load_run(args.workdir)  # the run's own config (it may differ from --variant), model and data
+    config, model = run.config, run.model
+    params = jax.device_put(run.variables["params"])
+    x_img = jnp.asarray(run.test_split.x)
     x = x_img.reshape(len(x_img), -1)  # [B, n]
     D = params["dictionary"]
     lam, gamma = config.psd.lam, config.psd.gamma
