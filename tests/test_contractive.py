@@ -133,7 +133,7 @@ def test_closed_form_refuses_deep_encoder(deep):
 
 
 def test_higher_order_zero_at_sigma_zero(deep):
-    model, params, x, _ = deep
+    model, params, x, encode = deep
     value = regularizers.get("contractive_higher_order")(
         params=params,
         apply_fn=model.apply,
@@ -143,7 +143,12 @@ def test_higher_order_zero_at_sigma_zero(deep):
         sigma=0.0,
         num_corrupted=2,
     )
-    assert float(value) == 0.0
+    # At sigma = 0 both Jacobians are of the same x but come from differently fused programs (the copies are
+    # vmapped), so in float32 they agree only to a relative rounding error delta (measured: 8.5e-15 instead of
+    # 0 on one machine, delta ~ 1 ulp). ||J - J'||_F^2 <= delta^2 ||J||_F^2, and delta <= sqrt(eps) (~3,000
+    # ulps) gives the bound eps ||J||_F^2: generous for rounding, yet sigma = 1e-3 already exceeds it ~7x here.
+    jac_sq = float(jnp.mean(jacobian_frobenius_sq(encode, x, method="auto")))
+    assert 0.0 <= float(value) <= np.finfo(np.float32).eps * jac_sq
 
 
 def test_higher_order_matches_jacobian_difference(deep):
