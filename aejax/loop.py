@@ -42,6 +42,16 @@ def check_finite(step0: int, window: list[dict]) -> None:
             )
 
 
+def check_finite_params(state: ts.TrainState, done: int) -> None:
+    """Raises NonFiniteLossError if the parameters after `done` steps are not finite. The losses checked by
+    `check_finite` are those before each update, and the parameter norm is only computed every log interval, so
+    a checkpoint checks the parameters it is about to save (one pass over them per save)."""
+    if not np.isfinite(float(optax.global_norm(state.params))):
+        raise NonFiniteLossError(
+            f"Non-finite parameters after train step {done - 1}. Stopping; the last good checkpoint is kept."
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class LoopSettings:
     """How the loop steps, logs, evaluates and saves.
@@ -219,7 +229,9 @@ def run(
     if on_start is not None:
         on_start(start)
 
-    train_step = ts.make_train_step(objective.loss_fn, tx, mesh, project=objective.project)
+    train_step = ts.make_train_step(
+        objective.loss_fn, tx, mesh, project=objective.project, norms_every=settings.log_every
+    )
     eval_step = ts.make_eval_step(objective.eval_fn, mesh) if eval_data is not None else None
     writer = MetricWriter(workdir) if workdir is not None else None
     window, window_start, last = [], start, {}
@@ -236,7 +248,7 @@ def run(
         rate = len(host) * settings.batch_size / elapsed
         if window_start > start:  # the first window includes compilation
             rates.append(rate)
-        means = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+        means = ts.window_means(host)
         means["examples_per_s"] = rate
         if writer:
             writer.write(done, means)
@@ -262,6 +274,7 @@ def run(
                         writer.write(done, ev.means("eval/"))
                 if ckpt is not None and (done % settings.checkpoint_every == 0 or final):
                     flush(done)  # never save a state that followed a non-finite step
+                    check_finite_params(state, done)
                     record = {"step": done, "data": loader.state(done), "train_time_s": previous_time + train_time}
                     ckpt.save(done, state, {**record, **(meta or {})})
                 if not window:  # examples/s and train time measure training, not evaluation or checkpointing

@@ -149,7 +149,7 @@ def denoising_error(
       reconstruct: [B, *input_shape] -> [B, *input_shape] mean reconstruction, e.g.
         `lambda x: likelihood.mean(model.apply(variables, x)[0])`.
       x: [N, *input_shape] clean images, pixels in [0, 1].
-      corruption: a name in `aejax.corruptions.known_corruptions()`.
+      corruption: a name in `aejax.corruptions.CORRUPTIONS`.
       rng: PRNG key of the corruption.
       chunk_size: rows per reconstruction call.
       **hparams: the corruption's hyperparameters (sigma, nu, ...).

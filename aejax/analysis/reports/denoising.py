@@ -19,9 +19,12 @@ CORRUPTIONS = {"gaussian": ("sigma",), "masking": ("nu",), "salt_and_pepper": ("
 NUM_IMAGES = 10
 
 
-def corruption_levels(corruption_cfg) -> dict[str, dict[str, float]]:
-    """{corruption name: its hyperparameters} taken from `config.corruption` (sigma, nu)."""
-    return {name: {k: float(corruption_cfg[k]) for k in keys} for name, keys in CORRUPTIONS.items()}
+def corruption_levels(corruption_cfg) -> dict[str, dict[str, float | bool]]:
+    """{corruption name: its hyperparameters} taken from `config.corruption` (sigma, nu; the Gaussian noise is
+    clipped to [0, 1] when the run's corruption clips it, so a DAE is measured on its own corruption)."""
+    levels = {name: {k: float(corruption_cfg[k]) for k in keys} for name, keys in CORRUPTIONS.items()}
+    levels["gaussian"]["clip"] = bool(corruption_cfg.get("clip", False))
+    return levels
 
 
 def evaluate(ctx: RunContext, x: np.ndarray) -> dict[str, regularization.DenoisingResult]:
