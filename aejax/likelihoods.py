@@ -24,17 +24,23 @@ class Likelihood(NamedTuple):
       name: registry name.
       elementwise_nll: (output [B, ...], x [B, ...]) -> [B, ...] negative log-likelihood of each component, nats.
       mean: output [B, ...] -> [B, ...] the mean reconstruction E[x | h].
+      summed_nll: optional (output, x, weights or None) -> [B], the same sum over components in a form that
+        compiles better (the Gaussian's constant added once per example, not to every component: XLA's CPU
+        fusion of "square, scale, add a constant, reduce" ran 2.7x slower than the square-and-reduce alone).
     """
 
     name: str
     elementwise_nll: Callable[[jax.Array, jax.Array], jax.Array]
     mean: Callable[[jax.Array], jax.Array]
+    summed_nll: Callable[[jax.Array, jax.Array, jax.Array | None], jax.Array] | None = None
 
     def nll(self, output: jax.Array, x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
         """[B] negative log-likelihood in nats per example, summed over components.
 
         `weights` (same shape as x) reweights components, e.g. the emphasized denoising AE (Vincent 2010).
         """
+        if self.summed_nll is not None:
+            return self.summed_nll(output, x, weights)
         elem = self.elementwise_nll(output, x)
         return _sum_per_example(elem if weights is None else elem * weights)
 
@@ -71,7 +77,13 @@ def gaussian(sigma: float = 1.0) -> Likelihood:
     def elementwise_nll(mu, x):
         return jnp.square(x - mu) / (2 * sigma**2) + log_norm
 
-    return Likelihood("gaussian", elementwise_nll, lambda mu: mu)
+    def summed_nll(mu, x, weights):
+        # sum_j w_j (a_j + c) = sum_j w_j a_j + c sum_j w_j, with the scale and the constant outside the reduction.
+        sq = jnp.square(x - mu) if weights is None else jnp.square(x - mu) * weights
+        count = np.prod(x.shape[1:]) if weights is None else _sum_per_example(weights)
+        return _sum_per_example(sq) * (0.5 / sigma**2) + log_norm * count
+
+    return Likelihood("gaussian", elementwise_nll, lambda mu: mu, summed_nll)
 
 
 def get_likelihood(name: str, **kwargs) -> Likelihood:

@@ -8,6 +8,7 @@ the objective's eval on a split, writes orbax checkpoints, shows a progress bar,
 """
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -52,6 +53,25 @@ def check_finite_params(state: ts.TrainState, done: int) -> None:
         )
 
 
+INTERVALS = ("log_every", "eval_every", "checkpoint_every")
+MAX_AUTO_STEPS_PER_CALL = 32
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every
+
+
+def _per_step(window: list[dict]) -> list[dict]:
+    """Host metrics of the calls of a window -> one dict per step (a K-step call returns [K] arrays)."""
+    out = []
+    for metrics in window:
+        if np.ndim(next(iter(metrics.values()))) == 0:
+            out.append(metrics)
+        else:
+            out += [{name: v[i] for name, v in metrics.items()} for i in range(len(next(iter(metrics.values()))))]
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class LoopSettings:
     """How the loop steps, logs, evaluates and saves.
@@ -62,9 +82,14 @@ class LoopSettings:
       log_every, eval_every, checkpoint_every: in steps; the last step always logs, evaluates and saves.
       keep_checkpoints: how many of the newest checkpoints orbax keeps.
       eval_batch_size: rows per evaluation batch (rounded up to a multiple of the devices).
+      steps_per_call: K train steps per jitted call (a `lax.scan` over steps, batches gathered on the device
+        from the split in device memory); 1 is one dispatch per step; 0 chooses K (`resolve_steps_per_call`).
+        A call ends early at the next log, eval or checkpoint step, which therefore happen at the configured
+        steps for any K (intervals that are multiples of K keep every call K steps long; each other call
+        length compiles once more).
 
     Raises:
-      ValueError: if a field is not a positive integer (naming the `config.` field).
+      ValueError: if a field is not a positive integer (steps_per_call: >= 0), naming the `config.` field.
     """
 
     num_steps: int
@@ -74,12 +99,14 @@ class LoopSettings:
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     eval_batch_size: int = 500
+    steps_per_call: int = 1
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"config.{field.name}={value!r} must be a positive integer.")
+            low = 0 if field.name == "steps_per_call" else 1
+            if not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"config.{field.name}={value!r} must be an integer >= {low}.")
 
     @classmethod
     def from_config(
@@ -109,7 +136,33 @@ class LoopSettings:
             checkpoint_every=int(config.checkpoint_every),
             keep_checkpoints=int(config.keep_checkpoints),
             eval_batch_size=int(config.eval_batch_size),
+            steps_per_call=int(config.get("steps_per_call", 1)),
         )
+
+
+def resolve_steps_per_call(settings: LoopSettings, loader: pipeline.AbstractLoader) -> int:
+    """The K the loop uses: settings.steps_per_call, or for 0 ("auto") the largest divisor of the log, eval and
+    checkpoint intervals up to MAX_AUTO_STEPS_PER_CALL (e.g. 25 for intervals 50 / 500 / 500) when the loader
+    can serve batches from device memory, else 1. A function of the config alone, so a resumed run uses the K
+    of the run it continues.
+
+    Raises:
+      ValueError: for K > 1 with a loader that cannot serve device-resident batches (not in memory, or with a
+        per-step transform such as dynamic binarisation).
+    """
+    on_device = isinstance(loader, pipeline.InMemoryLoader) and loader.transform is None
+    k = settings.steps_per_call
+    if k == 0:
+        if not on_device:
+            return 1
+        g = math.gcd(*(getattr(settings, name) for name in INTERVALS))
+        return max(d for d in range(1, min(g, MAX_AUTO_STEPS_PER_CALL) + 1) if g % d == 0)
+    if k > 1 and not on_device:
+        raise ValueError(
+            f"config.steps_per_call={k} needs the training split in memory without a per-step transform "
+            "(dynamic binarisation samples on the host each step); use steps_per_call=1."
+        )
+    return k
 
 
 class EvalResult(NamedTuple):
@@ -164,6 +217,7 @@ class LoopResult(NamedTuple):
       examples_per_s: median over this launch's log windows (the first, with compilation, excluded), or None.
       meta: the restored checkpoint's record (None for a fresh start).
       last_metrics: the means of the last logged window ({} if this launch took no step).
+      steps_per_call: the K the loop used (`resolve_steps_per_call`).
     """
 
     state: ts.TrainState
@@ -172,6 +226,7 @@ class LoopResult(NamedTuple):
     examples_per_s: float | None
     meta: dict | None
     last_metrics: dict[str, float]
+    steps_per_call: int
 
 
 def run(
@@ -229,21 +284,28 @@ def run(
     if on_start is not None:
         on_start(start)
 
-    train_step = ts.make_train_step(
-        objective.loss_fn, tx, mesh, project=objective.project, norms_every=settings.log_every
-    )
+    k = resolve_steps_per_call(settings, loader)
+    if k == 1:
+        train_step = ts.make_train_step(
+            objective.loss_fn, tx, mesh, project=objective.project, norms_every=settings.log_every
+        )
+    else:
+        multi_step = ts.make_multi_step(
+            objective.loss_fn, tx, mesh, project=objective.project, norms_every=settings.log_every
+        )
+        device_split = sharding.replicate((loader.x, loader.labels), mesh)  # once; batches are gathered on device
     eval_step = ts.make_eval_step(objective.eval_fn, mesh) if eval_data is not None else None
     writer = MetricWriter(workdir) if workdir is not None else None
     window, window_start, last = [], start, {}
-    train_time, t_window, rates = 0.0, time.perf_counter(), []
+    train_time, t_window, paused, rates = 0.0, time.perf_counter(), 0.0, []
 
     def flush(done: int) -> dict[str, float]:
-        nonlocal window, window_start, t_window, train_time, last
+        nonlocal window, window_start, t_window, paused, train_time, last
         if not window:
             return {}
-        host = jax.device_get(window)
+        host = _per_step(jax.device_get(window))
         check_finite(window_start, host)
-        elapsed = time.perf_counter() - t_window
+        elapsed = time.perf_counter() - t_window - paused
         train_time += elapsed
         rate = len(host) * settings.batch_size / elapsed
         if window_start > start:  # the first window includes compilation
@@ -256,29 +318,37 @@ def run(
         return means
 
     steps = settings.num_steps
+    step = start
     try:
         with tqdm(total=steps, initial=start, desc=desc, disable=jax.process_index() != 0, leave=False) as bar:
-            for step in range(start, steps):
-                state, metrics = train_step(state, sharding.to_global(loader.batch(step), mesh))
+            while step < steps:
+                if k == 1:
+                    state, metrics = train_step(state, sharding.to_global(loader.batch(step), mesh))
+                    done = step + 1
+                else:  # K steps, ending early at the next log / eval / checkpoint step and at the end
+                    done = min(steps, step + k, *(_next_multiple(step, getattr(settings, n)) for n in INTERVALS))
+                    rows = np.stack([loader.global_rows(s) for s in range(step, done)]).astype(np.int32)
+                    state, metrics = multi_step(state, *device_split, rows)
                 window.append(metrics)
-                done = step + 1
-                bar.update(1)
+                bar.update(done - step)
+                step = done
                 final = done == steps
                 if done % settings.log_every == 0 or final:
                     m = flush(done)
                     bar.set_postfix(loss=f"{m['loss']:.4g}", ex_per_s=f"{m['examples_per_s']:.0f}")
                 if eval_step is not None and (done % settings.eval_every == 0 or final):
-                    flush(done)
+                    t_eval = time.perf_counter()
                     ev = evaluate(state, eval_step, *eval_data, mesh, settings.eval_batch_size, seed=eval_seed)
                     if writer:
                         writer.write(done, ev.means("eval/"))
+                    paused += time.perf_counter() - t_eval  # not training time
                 if ckpt is not None and (done % settings.checkpoint_every == 0 or final):
                     flush(done)  # never save a state that followed a non-finite step
                     check_finite_params(state, done)
                     record = {"step": done, "data": loader.state(done), "train_time_s": previous_time + train_time}
                     ckpt.save(done, state, {**record, **(meta or {})})
                 if not window:  # examples/s and train time measure training, not evaluation or checkpointing
-                    t_window = time.perf_counter()
+                    t_window, paused = time.perf_counter(), 0.0
     finally:
         if ckpt is not None:
             ckpt.wait()  # an interrupted run still finishes writing its last good checkpoint
@@ -292,4 +362,5 @@ def run(
         examples_per_s=float(np.median(rates)) if rates else None,
         meta=restored,
         last_metrics=last,
+        steps_per_call=k,
     )

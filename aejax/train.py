@@ -223,6 +223,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_
         **ev.means("test_"),
         "train_time_s": result.train_time_s,
         "examples_per_s": examples_per_s,
+        "steps_per_call": result.steps_per_call,
         "num_devices": int(mesh.devices.size),
     }
     variables = {"params": result.state.params, **result.state.model_state}

@@ -81,26 +81,21 @@ def step_rng(state: TrainState) -> jax.Array:
     return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
 
-@functools.lru_cache(maxsize=64)  # the same (loss, optimizer, mesh) compiles once, e.g. DAEs that differ in seed
-def make_train_step(
+def update_fn(
     loss_fn: LossFn,
     tx: optax.GradientTransformation,
-    mesh: Mesh,
     *,
     project: Callable[[Any], Any] | None = None,
     norms_every: int = 1,
-):
-    """One data-parallel update, jitted once with explicit shardings; the old state is donated.
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+    """The pure update `(state, batch) -> (new_state, metrics)` that `make_train_step` jits and
+    `make_multi_step` scans.
 
     `project` (params -> params) runs after each update, e.g. renormalising dictionary columns (PSD).
     `norms_every`: "grad_norm" and "param_norm" cost two extra passes over the parameters (measured 5-9% of a
     step of the main job's MLP on CPU, benchmarks/bench_train.py), so they are computed only on the steps whose
     count after the update, `state.step + 1`, is a multiple of it (the loop passes its log interval); on the
     other steps they are NOT_COMPUTED (-1.0), which `window_means` skips. The loss is there every step.
-
-    Returns:
-      step_fn(state, batch) -> (new_state, metrics): metrics is a dict of replicated scalars with the loss
-      terms, "loss", "grad_norm" and "param_norm".
 
     Raises:
       ValueError: if norms_every < 1.
@@ -135,13 +130,71 @@ def make_train_step(
         new_state = state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state)
         return new_state, metrics
 
+    return train_step
+
+
+@functools.lru_cache(maxsize=64)  # the same (loss, optimizer, mesh) compiles once, e.g. DAEs that differ in seed
+def make_train_step(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    project: Callable[[Any], Any] | None = None,
+    norms_every: int = 1,
+):
+    """One data-parallel update (`update_fn`), jitted once with explicit shardings; the old state is donated.
+
+    Returns:
+      step_fn(state, batch) -> (new_state, metrics): metrics is a dict of replicated scalars with the loss
+      terms, "loss", "grad_norm" and "param_norm".
+
+    Raises:
+      ValueError: if norms_every < 1.
+    """
     repl = sharding.replicated(mesh)
     return jax.jit(
-        train_step,
+        update_fn(loss_fn, tx, project=project, norms_every=norms_every),
         in_shardings=(repl, sharding.batch_sharded(mesh)),
         out_shardings=(repl, repl),
         donate_argnums=0,
     )
+
+
+@functools.lru_cache(maxsize=64)
+def make_multi_step(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    project: Callable[[Any], Any] | None = None,
+    norms_every: int = 1,
+):
+    """K updates in one jitted call (`jax.lax.scan` of `update_fn` over steps), with each step's batch gathered
+    on the device from a split kept in device memory, so nothing crosses from the host per step but K * B row
+    indices. Step t of the scan is exactly step t of `make_train_step`: the same update, the same
+    `fold_in(rng, step)` and, given the loader's indices, the same rows.
+
+    Returns:
+      multi_step(state, x [N, ...], labels [N], indices [K, B] int32) -> (new_state, metrics {name: [K]}):
+      x and labels replicated (the whole split on every device; each device computes only its rows of each
+      batch), indices the global batch rows of the K steps; K is the leading size of `indices` (a new K
+      compiles once more). The old state is donated.
+
+    Raises:
+      ValueError: if norms_every < 1.
+    """
+    update = update_fn(loss_fn, tx, project=project, norms_every=norms_every)
+    data = sharding.batch_sharded(mesh)
+
+    def multi_step(state: TrainState, x: jax.Array, labels: jax.Array, indices: jax.Array):
+        def one(state, rows):
+            batch = Batch(x=jnp.take(x, rows, axis=0), label=jnp.take(labels, rows, axis=0))
+            return update(state, jax.lax.with_sharding_constraint(batch, data))
+
+        return jax.lax.scan(one, state, indices)
+
+    repl = sharding.replicated(mesh)
+    return jax.jit(multi_step, in_shardings=(repl, repl, repl, repl), out_shardings=(repl, repl), donate_argnums=0)
 
 
 def window_means(window: list[dict]) -> dict[str, float]:

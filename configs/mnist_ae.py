@@ -69,6 +69,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval_batch_size = 500
     c.checkpoint_every = 500
     c.keep_checkpoints = 3
+    # Train steps per jitted call (a lax.scan over steps, batches gathered on the device): 1 is one dispatch per
+    # step; 0 ("auto") is the largest divisor of the log/eval/checkpoint intervals up to 32 (aejax/loop.py).
+    c.steps_per_call = 0
     # reports: comma-separated modules of aejax/analysis/reports run after training (e.g. "sparsity").
     c.analysis = ml_collections.ConfigDict(dict(pca_baseline=True, embedding="tsne", reports=""))
 

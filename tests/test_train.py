@@ -81,7 +81,8 @@ def test_config_typo_fails_with_suggestion(tmp_path):
 
 
 def test_kill_and_resume_gives_the_same_parameters(tmp_path, data_dir, monkeypatch):
-    ref = train.train_and_evaluate(_config(data_dir), str(tmp_path / "ref"))
+    """One step per call (K > 1 is tested in test_steps_per_call.py)."""
+    ref = train.train_and_evaluate(_config(data_dir, steps_per_call=1), str(tmp_path / "ref"))
 
     real = train.ts.make_train_step
 
@@ -99,10 +100,10 @@ def test_kill_and_resume_gives_the_same_parameters(tmp_path, data_dir, monkeypat
     workdir = str(tmp_path / "resumed")
     monkeypatch.setattr(train.ts, "make_train_step", dying_step_factory)
     with pytest.raises(KeyboardInterrupt):
-        train.train_and_evaluate(_config(data_dir), workdir)
+        train.train_and_evaluate(_config(data_dir, steps_per_call=1), workdir)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10"]
     monkeypatch.setattr(train.ts, "make_train_step", real)
-    resumed = train.train_and_evaluate(_config(data_dir), workdir)
+    resumed = train.train_and_evaluate(_config(data_dir, steps_per_call=1), workdir)
 
     a, b = _final_params(str(tmp_path / "ref"), 20), _final_params(workdir, 20)
     for name in a:

@@ -143,7 +143,7 @@ def train_dae(
         process_count=jax.process_count(),
     )
     settings = loop.LoopSettings(
-        num_steps=steps, batch_size=batch_size, log_every=min(100, steps), checkpoint_every=steps
+        num_steps=steps, batch_size=batch_size, log_every=min(100, steps), checkpoint_every=steps, steps_per_call=0
     )
     init_fn = make_init_fn(model, tx, (dim,), mesh, jax.random.key(seed))
     result = loop.run(

@@ -140,6 +140,13 @@ class InMemoryLoader(AbstractLoader):
             self._epoch = epoch
         return self._perm
 
+    def global_rows(self, step: int) -> np.ndarray:
+        """[B] int64 rows of the whole global batch of `step` (every host's; host p's are the p-th B/P of them):
+        what a device-resident split is gathered with (`train_step.make_multi_step`)."""
+        epoch, index = self._locate(step)
+        start = index * self.global_batch_size
+        return self.permutation(epoch)[start : start + self.global_batch_size]
+
     def batch(self, step: int) -> Batch:
         """Returns this host's `Batch(x [B/P, ...], label [B/P])` of global step `step`."""
         epoch, index = self._locate(step)
