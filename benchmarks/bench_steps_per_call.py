@@ -1,5 +1,5 @@
-"""Steps per second against `config.steps_per_call` = K (K train steps per jitted call, a `lax.scan` over steps with
-the batches gathered on the device), for three models of the family:
+"""Steps per second against `config.steps_per_call` = K (K train steps per jitted call, a `lax.scan` over steps
+with the batches gathered on the device), for three models of the family:
 
   python benchmarks/bench_steps_per_call.py [--ks 1,4,16,64] [--scale 1.0] [--rounds 7] [--data_dir DIR]
 
@@ -86,8 +86,8 @@ def main():
             t = time.perf_counter()
             jax.block_until_ready(rows[keys[i]]())
             times[keys[i]].append(time.perf_counter() - t)
-    print(f"\n{jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}; {args.rounds} interleaved "
-          f"rounds (medians); steps per row: {steps}\n")  # fmt: skip
+    platform = f"{jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}"
+    print(f"\n{platform}; {args.rounds} interleaved rounds (medians); steps per row: {steps}\n")
     print("| model | " + " | ".join(f"K={k}: steps/s (x vs K=1)" for k in ks) + " |")
     print("|---|" + "---|" * len(ks))
     for name in MODELS:
