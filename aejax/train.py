@@ -176,8 +176,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_
             changed = config_differences(before, json.loads(config.to_json_best_effort()))
             if changed and jax.process_index() == 0:
                 print(f"Resuming with changed config fields: {'; '.join(changed)}")
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        if jax.process_index() == 0:
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json_best_effort(indent=2))
 
     try:
         result = loop.run(

@@ -194,8 +194,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
     def write_config(step: int) -> None:  # once the first layer's state is restored or initialised
         del step
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+        if jax.process_index() == 0:
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json_best_effort(indent=2))
 
     t0 = time.perf_counter()
     layers, codes = [], (train, test)
