@@ -24,8 +24,22 @@ config_flags.DEFINE_config_file(
 )
 flags.DEFINE_string("workdir", None, "Where checkpoints, metrics, figures and results go.")
 flags.DEFINE_bool(
-    "distributed", False, "Multi-host: call jax.distributed.initialize() (auto-detects the cluster)."
+    "distributed",
+    False,
+    "Multi-process: call jax.distributed.initialize (on SLURM / TPU pods / Open MPI the cluster is auto-detected; "
+    "elsewhere pass --coordinator_address, --num_processes and --process_id).",
 )
+flags.DEFINE_string("coordinator_address", None, "With --distributed: host:port of process 0's coordinator.")
+flags.DEFINE_integer("num_processes", None, "With --distributed: the number of processes.")
+flags.DEFINE_integer("process_id", None, "With --distributed: this process's index in [0, num_processes).")
+flags.DEFINE_integer(
+    "num_cpu_devices", None, "Simulated CPU devices of this process (jax_num_cpu_devices), e.g. for a local test."
+)
+flags.DEFINE_integer(
+    "heartbeat_timeout", 100, "With --distributed: seconds after which a silent process is declared lost and the "
+    "others stop with an error instead of waiting forever."
+)
+flags.DEFINE_integer("initialization_timeout", 300, "With --distributed: seconds to wait for every process to join.")
 flags.DEFINE_bool(
     "eval_only",
     False,
@@ -48,10 +62,21 @@ def main(argv):
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; -v 0 brings it back
     # The job: aejax.<config.trainer> (default aejax.train), imported after flag parsing because importing
     # JAX is slow and `--help` should not wait for it.
-    if flags.FLAGS.distributed:
+    if flags.FLAGS.distributed or flags.FLAGS.num_cpu_devices:
         import jax
 
-        jax.distributed.initialize()
+        if flags.FLAGS.num_cpu_devices:
+            jax.config.update("jax_num_cpu_devices", flags.FLAGS.num_cpu_devices)
+        if flags.FLAGS.distributed:
+            # CPU processes exchange gradients through Gloo (harmless for GPU / TPU processes).
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+            jax.distributed.initialize(
+                coordinator_address=flags.FLAGS.coordinator_address,
+                num_processes=flags.FLAGS.num_processes,
+                process_id=flags.FLAGS.process_id,
+                initialization_timeout=flags.FLAGS.initialization_timeout,
+                heartbeat_timeout_seconds=flags.FLAGS.heartbeat_timeout,
+            )
     if flags.FLAGS.eval_only:
         if not flags.FLAGS.workdir:
             raise app.UsageError("--eval_only needs --workdir (the finished run to re-analyse).")

@@ -54,6 +54,23 @@ def describe_difference(saved: dict, want: dict) -> list[str]:
     return out
 
 
+class NoReadableCheckpointError(RuntimeError):
+    """Checkpoints exist but none can be read."""
+
+    def __init__(self, directory, failures: dict[int, str]):
+        self.failures = failures
+        listed = "; ".join(f"step {step}: {why}" for step, why in sorted(failures.items(), reverse=True))
+        super().__init__(
+            f"No checkpoint in {directory} can be read ({listed}). Nothing was deleted; move the damaged step "
+            "folders away to start afresh, or restore them from a copy."
+        )
+
+
+def _short(error: Exception) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
+
 class Checkpointer:
     """Thin wrapper over `ocp.CheckpointManager` for one run directory.
 
@@ -64,6 +81,7 @@ class Checkpointer:
 
     def __init__(self, directory: str, *, max_to_keep: int = 3):
         self.directory = epath.Path(directory).absolute()
+        self.skipped: dict[int, str] = {}
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
@@ -101,18 +119,52 @@ class Checkpointer:
             raise IncompatibleCheckpointError(self.directory, step, describe_difference(saved, want))
 
     def restore_or_init(self, init_fn: Callable[[], Any]) -> tuple[Any, dict[str, Any] | None]:
-        """The latest checkpoint if any (meta included), otherwise `init_fn()` and None.
+        """The newest readable checkpoint (meta included), otherwise `init_fn()` and None.
+
+        A checkpoint that fails to read (truncated files, a copy cut short) is skipped and the next older one
+        tried, as trusted training systems do; the skipped steps and their errors are left in `self.skipped`
+        ({step: message}) for the caller to report, and nothing is deleted (`quarantine` moves them aside).
 
         Raises:
-          IncompatibleCheckpointError: if the latest checkpoint holds a state of another structure (a model or
-            optimizer change), before anything is read into memory.
+          IncompatibleCheckpointError: if a readable checkpoint holds a state of another structure (a model or
+            optimizer change), before any array is read.
+          NoReadableCheckpointError: if checkpoints exist but none can be read; the message names every step.
         """
-        step = self.latest_step()
-        if step is None:
+        self.skipped = {}
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        if not steps:
             return init_fn(), None
         abstract = jax.eval_shape(init_fn)
-        self.check_compatible(step, abstract)
-        return self.restore(step, init_fn())
+        for step in steps:
+            try:
+                saved = self.structure(step)
+            except Exception as e:  # orbax / TensorStore / JSON raise many types for damaged files
+                self.skipped[step] = _short(e)
+                continue
+            want = leaf_shapes(abstract)
+            if saved != want:
+                raise IncompatibleCheckpointError(self.directory, step, describe_difference(saved, want))
+            try:
+                return self.restore(step, init_fn())
+            except Exception as e:
+                self.skipped[step] = _short(e)
+        raise NoReadableCheckpointError(self.directory, self.skipped)
+
+    def quarantine(self) -> list[str]:
+        """Moves the checkpoints `restore_or_init` skipped to `<directory>_damaged/<step>` (kept for inspection,
+        and out of the way of the resumed run, which will save those steps again); returns the new paths."""
+        moved = []
+        for step in sorted(self.skipped):
+            source = self.directory / str(step)
+            if source.exists():
+                target = self.directory.parent / f"{self.directory.name}_damaged" / str(step)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                if target.exists():  # damaged twice at the same step: keep both
+                    target = target.parent / f"{step}.{len(list(target.parent.iterdir()))}"
+                source.rename(target)
+                moved.append(str(target))
+        self._manager.reload()
+        return moved
 
     def wait(self) -> None:
         self._manager.wait_until_finished()

@@ -17,6 +17,7 @@ import jax
 import ml_collections
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from tqdm import tqdm
 
@@ -199,7 +200,9 @@ def evaluate(
         pipeline.eval_batches(x, labels, batch_size=batch_size, multiple_of=mesh.devices.size)
     ):
         global_batch = sharding.to_global(sharding.host_rows(batch), mesh)
-        out = jax.device_get(eval_step(state.params, state.model_state, global_batch, jax.random.fold_in(rng, i)))
+        out = eval_step(state.params, state.model_state, global_batch, jax.random.fold_in(rng, i))
+        # Batch-sharded outputs span every process's devices: gather them whole onto each host.
+        out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
         outs.append(jax.tree.map(lambda a, n=num_valid: np.asarray(a)[:n], out))
     return EvalResult(
         metrics={k: np.concatenate([o.metrics[k] for o in outs]) for k in outs[0].metrics},
@@ -270,6 +273,8 @@ def run(
       NonFiniteLossError: if a step produced a non-finite loss term, gradient or parameter norm; the newest
         checkpoint is then one whose values were all finite.
       checkpoint.IncompatibleCheckpointError: if `workdir` holds a checkpoint of another state structure.
+      checkpoint.NoReadableCheckpointError: if `workdir` holds checkpoints and none can be read (an unreadable
+        newest one is skipped, reported and moved aside, and the newest readable one is used).
     """
     ckpt = (
         None
@@ -277,6 +282,12 @@ def run(
         else checkpoint.Checkpointer(f"{workdir}/checkpoints", max_to_keep=settings.keep_checkpoints)
     )
     state, restored = ckpt.restore_or_init(init_fn) if ckpt else (init_fn(), None)
+    if ckpt is not None and ckpt.skipped:
+        moved = ckpt.quarantine() if jax.process_index() == 0 else []
+        for step, why in sorted(ckpt.skipped.items(), reverse=True):
+            tqdm.write(f"Skipped the checkpoint at step {step} in {workdir}: it cannot be read ({why}).")
+        if moved:
+            tqdm.write(f"Moved the unreadable checkpoints to {', '.join(moved)} (nothing deleted).")
     start = int(state.step)
     if start and jax.process_index() == 0:
         tqdm.write(f"Resuming {desc} from the checkpoint at step {start} of {settings.num_steps} in {workdir}")

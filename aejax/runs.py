@@ -96,13 +96,18 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
     init_fn = train_lib.make_init_fn(b.model, b.tx, train_split.x.shape[1:], mesh, jax.random.key(config.seed))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
     try:
-        step = ckpt.latest_step() if step is None else step
-        if step is None:
+        if ckpt.latest_step() is None:
             raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint.")
-        ckpt.check_compatible(step, jax.eval_shape(init_fn))
-        state, _ = ckpt.restore(step, init_fn())
+        if step is None:  # the newest readable one; an unreadable newer one is reported, not moved
+            state, _ = ckpt.restore_or_init(init_fn)
+            for skipped, why in sorted(ckpt.skipped.items(), reverse=True):
+                print(f"Skipped the unreadable checkpoint at step {skipped} in {workdir}: {why}")
+        else:
+            ckpt.check_compatible(step, jax.eval_shape(init_fn))
+            state, _ = ckpt.restore(step, init_fn())
     finally:
         ckpt.close()
+    step = int(state.step)
     return Run(config, workdir, step, b.model, b.likelihood, b.objective, state, train_split, test_split, mesh)
 
 
