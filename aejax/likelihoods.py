@@ -98,3 +98,20 @@ def get_likelihood(name: str, **kwargs) -> Likelihood:
 def squared_error(recon: jax.Array, x: jax.Array) -> jax.Array:
     """[B] squared error per example, summed over all pixels/dims (Hinton & Salakhutdinov 2006, Fig 2)."""
     return _sum_per_example(jnp.square(recon - x))
+
+
+@LIKELIHOODS.register("gaussian_learned")
+def gaussian_learned() -> Likelihood:
+    """Gaussian decoder with a learned variance, N(x_j; m_j, exp(v_j)), on outputs [B, ..., 2] = (m, v).
+
+    NLL per component = 0.5 * (log 2 pi + v + (x - m)^2 / exp(v)) nats. The model owns the log-variance (e.g.
+    `aejax.models.vae.VAE` with `decoder_variance="scalar"`, one v for every component, or "per_dim") and
+    broadcasts it into the last axis of its output; `mean` returns m.
+    """
+    log_2pi = float(np.log(2 * np.pi))
+
+    def elementwise_nll(output, x):
+        mean, logvar = output[..., 0], output[..., 1]
+        return 0.5 * (log_2pi + logvar + jnp.square(x - mean) * jnp.exp(-logvar))
+
+    return Likelihood("gaussian_learned", elementwise_nll, lambda output: output[..., 0])

@@ -202,7 +202,9 @@ def evaluate(
         global_batch = sharding.to_global(sharding.host_rows(batch), mesh)
         out = eval_step(state.params, state.model_state, global_batch, jax.random.fold_in(rng, i))
         # Batch-sharded outputs span every process's devices: gather them whole onto each host.
-        out = multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
+        out = (
+            multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
+        )
         outs.append(jax.tree.map(lambda a, n=num_valid: np.asarray(a)[:n], out))
     return EvalResult(
         metrics={k: np.concatenate([o.metrics[k] for o in outs]) for k in outs[0].metrics},
@@ -221,6 +223,7 @@ class LoopResult(NamedTuple):
       meta: the restored checkpoint's record (None for a fresh start).
       last_metrics: the means of the last logged window ({} if this launch took no step).
       steps_per_call: the K the loop used (`resolve_steps_per_call`).
+      last_eval: the evaluation of the final step (None when this launch took no step or had no eval_data).
     """
 
     state: ts.TrainState
@@ -230,6 +233,7 @@ class LoopResult(NamedTuple):
     meta: dict | None
     last_metrics: dict[str, float]
     steps_per_call: int
+    last_eval: EvalResult | None = None
 
 
 def run(
@@ -307,7 +311,7 @@ def run(
         device_split = sharding.replicate((loader.x, loader.labels), mesh)  # once; batches are gathered on device
     eval_step = ts.make_eval_step(objective.eval_fn, mesh) if eval_data is not None else None
     writer = MetricWriter(workdir) if workdir is not None else None
-    window, window_start, last = [], start, {}
+    window, window_start, last, ev = [], start, {}, None
     train_time, t_window, paused, rates = 0.0, time.perf_counter(), 0.0, []
 
     def flush(done: int) -> dict[str, float]:
@@ -374,4 +378,5 @@ def run(
         meta=restored,
         last_metrics=last,
         steps_per_call=k,
+        last_eval=ev if step == steps and ev is not None and step > start else None,
     )

@@ -206,15 +206,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_
     if examples_per_s is None and os.path.exists(results_path):  # relaunching a finished run keeps its rate
         with open(results_path) as f:
             examples_per_s = json.load(f).get("examples_per_s")
-    ev = loop.evaluate(
-        result.state,
-        ts.make_eval_step(b.objective.eval_fn, mesh),
-        test_split.x,
-        test_split.labels,
-        mesh,
-        config.eval_batch_size,
-        seed=config.seed,
-    )
+    ev = result.last_eval  # the final step's evaluation; a relaunched finished run evaluates here
+    if ev is None:
+        eval_step = ts.make_eval_step(b.objective.eval_fn, mesh)
+        ev = loop.evaluate(result.state, eval_step, *(test_split.x, test_split.labels), mesh,
+                           config.eval_batch_size, seed=config.seed)  # fmt: skip
     results = {
         "dataset": config.dataset,
         "num_train": int(len(train_split.labels)),
