@@ -2,9 +2,10 @@
 through `run`; a job differs in what it builds (model, objective, data), never in how it steps.
 
 `run` initialises or resumes (state, optimizer, RNG, data position and the training time so far from the newest
-checkpoint), steps the jitted train step over the loader's batches, checks every logged value for NaN/inf
-before anything that follows it is saved, logs means to TensorBoard and metrics.jsonl, evaluates every metric of
-the objective's eval on a split, writes orbax checkpoints, shows a progress bar, and measures examples/s.
+checkpoint, skipping unreadable ones), steps the jitted train step over the loader's batches (one step per call,
+or K per call as a `lax.scan` over a split kept in device memory), checks every logged value for NaN/inf before
+anything that follows it is saved, logs means to TensorBoard and metrics.jsonl, evaluates every metric of the
+objective's eval on a split, writes orbax checkpoints, shows a progress bar, and measures examples/s.
 """
 
 import dataclasses
