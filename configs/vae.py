@@ -13,7 +13,8 @@ Variants (comma separated): "code2", "linear", "digits" (sklearn 8x8 digits, bin
 "linear" is the PPCA check (Tipping & Bishop 1999; Lucas et al. 2019): sklearn digits in [0, 1], no
 binarisation, affine encoder mean and decoder, K = 10, a Gaussian decoder with one learned variance
 ("gaussian_learned"); the "ppca" report puts the exact PPCA test log-likelihood of the same K next to the
-trained model's IWAE bound, which can only approach it from below.
+trained model's IWAE bound, which can only approach it from below. Every variant writes the "vae_figures"
+report (prior_samples.png; manifold.png for K = 2).
 """
 
 import ml_collections
@@ -43,6 +44,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval_every = 1000  # each evaluation costs eval_samples decoder passes per test example
     c.checkpoint_every = 1000
     c.analysis.embedding = "pca"
+    c.analysis.reports = "vae_figures"  # prior samples; the 2-D manifold when K = 2
 
     if "code2" in variants:
         c.model.code_dim = 2
@@ -62,7 +64,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.optimizer.learning_rate = 3e-3
         c.eval_every = 5000
         c.checkpoint_every = 5000
-        c.analysis.reports = "ppca"
+        c.analysis.reports = "ppca,vae_figures"
     if "runlocal" in variants:
         if "linear" not in variants:
             c.model.hidden = (64, 32)

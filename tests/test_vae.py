@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from aejax import train
+from aejax.analysis.reports import vae_figures
 from aejax.data.batch import Batch
 from aejax.likelihoods import get_likelihood
 from aejax.models import get_model
@@ -212,7 +213,19 @@ def test_mismatched_likelihood_and_model_are_refused():
         elbo.from_config(config, get_model("mlp", input_shape=(D,)), get_likelihood("gaussian_learned"))
 
 
-def test_runlocal_code2_writes_finite_bounds(tmp_path):
+def test_tile_and_manifold_grid():
+    images = np.arange(6 * 2 * 3).reshape(6, 2, 3)
+    big = vae_figures.tile(images, 2, 3)
+    for i in range(6):
+        r, c = divmod(i, 3)
+        np.testing.assert_array_equal(big[2 * r : 2 * r + 2, 3 * c : 3 * c + 3], images[i])
+    grid = vae_figures.manifold_grid(3).reshape(3, 3, 2)
+    q = stats.norm.ppf([0.05, 0.5, 0.95])
+    np.testing.assert_allclose(grid[0, :, 0], q, rtol=1e-6, atol=1e-7)  # first coordinate left to right
+    np.testing.assert_allclose(grid[:, 0, 1], q[::-1], rtol=1e-6, atol=1e-7)  # second coordinate bottom to top
+
+
+def test_runlocal_code2_writes_finite_bounds(tmp_path, assert_figure):
     config = vae_config.get_config("runlocal,code2")
     config.data_dir = str(tmp_path / "tfds")
     workdir = str(tmp_path / "run")
@@ -225,3 +238,6 @@ def test_runlocal_code2_writes_finite_bounds(tmp_path):
     assert written["test_iwae"] >= written["test_elbo"]
     assert written["test_kl"] >= 0
     assert results["test_iwae"] == written["test_iwae"]
+    assert written["vae_figures/manifold_drawn"] == 1
+    assert_figure(os.path.join(workdir, "prior_samples.png"))
+    assert_figure(os.path.join(workdir, "manifold.png"))
