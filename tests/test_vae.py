@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from aejax import train
-from aejax.analysis.reports import vae_figures
+from aejax.analysis.reports import ppca, vae_figures
 from aejax.data.batch import Batch
 from aejax.likelihoods import get_likelihood
 from aejax.models import get_model
@@ -133,15 +133,42 @@ def _exact_posterior(w, b, s2, x):
     return (x - b) @ w @ cov.T / s2, cov
 
 
-def test_exact_posterior_makes_every_bound_log_p_x():
-    rng = np.random.default_rng(6)
+def _exactly_encoded_linear_gaussian(seed):
+    """A linear VAE whose q(z | x) is the exact posterior, with data x [B, D] and log p(x) [B] from scipy."""
+    rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.normal(size=(D, K)))
     w, b, s2 = q * np.array([2.0, 0.7]), rng.normal(size=D), 0.3  # orthogonal columns: diagonal posterior
     x = rng.multivariate_normal(b, w @ w.T + s2 * np.eye(D), size=B)
     a = np.linalg.inv(w.T @ w / s2 + np.eye(K)) @ w.T / s2  # posterior mean = A (x - b)
     _, cov = _exact_posterior(w, b, s2, x)
     model, variables = _linear_gaussian(w, b, s2, a.T, -a @ b, np.log(np.diag(cov)))
-    log_px = stats.multivariate_normal(b, w @ w.T + s2 * np.eye(D)).logpdf(x)
+    return model, variables, x, stats.multivariate_normal(b, w @ w.T + s2 * np.eye(D)).logpdf(x)
+
+
+def test_training_losses_are_minus_log_p_x_under_the_exact_posterior():
+    model, variables, x, log_px = _exactly_encoded_linear_gaussian(14)
+    lik = get_likelihood("gaussian_learned")
+    batch = Batch(x=jnp.asarray(x, jnp.float32), label=jnp.zeros(B, jnp.int32))
+    for k in (1, 7):
+        loss_fn = elbo.make_loss_fn(model, lik, beta=1.0, train_samples=k)
+        loss, (metrics, _) = loss_fn(variables["params"], {}, batch, jax.random.key(k), jnp.int32(0))
+        # k = 1: the single-sample ELBO with the analytic KL is exact only on average over the sample.
+        tol = 0.5 if k == 1 else 1e-3
+        np.testing.assert_allclose(float(loss), -log_px.mean(), atol=tol)
+    warm = elbo.from_config(vae_config.get_config("linear"), model, lik)  # beta = 1, no warm-up
+    config = vae_config.get_config("linear")
+    config.vae.kl_warmup_steps = 10
+    cold = elbo.from_config(config, model, lik)
+    key, step0 = jax.random.key(0), jnp.int32(0)
+    loss_warm, (m_warm, _) = warm.loss_fn(variables["params"], {}, batch, key, step0)
+    loss_cold, (m_cold, _) = cold.loss_fn(variables["params"], {}, batch, key, step0)
+    assert float(m_cold["beta"]) == 0.0 and float(m_warm["beta"]) == 1.0
+    np.testing.assert_allclose(float(loss_cold), float(m_warm["loss/recon_nll"]), rtol=1e-6)
+    np.testing.assert_allclose(float(loss_warm - loss_cold), float(m_warm["loss/kl"]), rtol=1e-5)
+
+
+def test_exact_posterior_makes_every_bound_log_p_x():
+    model, variables, x, log_px = _exactly_encoded_linear_gaussian(6)
     lik = get_likelihood("gaussian_learned")
     iwae, mean_log_px_z = elbo.importance_bound(
         model, variables, lik, x.astype(np.float32), jax.random.key(7), num_samples=4, chunk=1
@@ -211,6 +238,19 @@ def test_mismatched_likelihood_and_model_are_refused():
         elbo.from_config(config, model, get_likelihood("gaussian"))
     with pytest.raises(ValueError, match="needs a VAE"):
         elbo.from_config(config, get_model("mlp", input_shape=(D,)), get_likelihood("gaussian_learned"))
+
+
+def test_ppca_log_lik_is_the_gaussian_of_the_tipping_bishop_solution():
+    rng = np.random.default_rng(13)
+    train_x = rng.normal(size=(300, 7)) @ rng.normal(size=(7, 7)) + 1.0
+    test_x = rng.normal(size=(50, 7)) @ rng.normal(size=(7, 7))
+    k = 3
+    evals, evecs = np.linalg.eigh(np.cov(train_x, rowvar=False))
+    evals, evecs = evals[::-1], evecs[:, ::-1]
+    s2 = evals[k:].mean()  # ML noise variance: the mean discarded eigenvalue (Tipping & Bishop 1999, eq. 8)
+    w = evecs[:, :k] * np.sqrt(evals[:k] - s2)
+    expected = stats.multivariate_normal(train_x.mean(0), w @ w.T + s2 * np.eye(7)).logpdf(test_x).mean()
+    np.testing.assert_allclose(ppca.ppca_log_lik(train_x, test_x, k), expected, rtol=1e-8)
 
 
 def test_tile_and_manifold_grid():
