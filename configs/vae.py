@@ -44,7 +44,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.eval_every = 1000  # each evaluation costs eval_samples decoder passes per test example
     c.checkpoint_every = 1000
     c.analysis.embedding = "pca"
-    c.analysis.reports = "vae_figures"  # prior samples; the 2-D manifold when K = 2
+    c.analysis.reports = "vae_figures,active_units"  # prior samples; the 2-D manifold when K = 2; Burda's AU
 
     if "code2" in variants:
         c.model.code_dim = 2
@@ -64,7 +64,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.optimizer.learning_rate = 3e-3
         c.eval_every = 5000
         c.checkpoint_every = 5000
-        c.analysis.reports = "ppca,vae_figures"
+        c.analysis.reports = "ppca,vae_figures,active_units"
     if "runlocal" in variants:
         if "linear" not in variants:
             c.model.hidden = (64, 32)

@@ -294,3 +294,16 @@ def test_runlocal_code2_writes_finite_bounds(tmp_path, assert_figure):
     assert written["vae_figures/manifold_drawn"] == 1
     assert_figure(os.path.join(workdir, "prior_samples.png"))
     assert_figure(os.path.join(workdir, "manifold.png"))
+
+
+def test_active_units_count_the_coordinates_whose_posterior_mean_varies():
+    from aejax.analysis.reports import active_units
+
+    rng = np.random.default_rng(0)
+    # Two informative units (variance 1 and 0.04 across inputs), two collapsed ones (variance 1e-4 and 0).
+    mu = np.stack([rng.normal(0, 1, 5000), rng.normal(0, 0.2, 5000), rng.normal(0, 0.01, 5000), np.zeros(5000)], 1)
+    a = active_units.activity(mu)
+    np.testing.assert_allclose(a, [1.0, 0.04, 1e-4, 0.0], rtol=0.1, atol=1e-12)
+    assert int(np.sum(a > active_units.THRESHOLD)) == 2
+    with pytest.raises(ValueError, match=r"\[N, K\]"):
+        active_units.activity(np.zeros(5))
