@@ -36,10 +36,14 @@ flags.DEFINE_integer(
     "num_cpu_devices", None, "Simulated CPU devices of this process (jax_num_cpu_devices), e.g. for a local test."
 )
 flags.DEFINE_integer(
-    "heartbeat_timeout", 100, "With --distributed: seconds after which a silent process is declared lost and the "
-    "others stop with an error instead of waiting forever."
+    "heartbeat_timeout",
+    100,
+    "With --distributed: seconds after which a silent process is declared lost and the "
+    "others stop with an error instead of waiting forever.",
 )
-flags.DEFINE_integer("initialization_timeout", 300, "With --distributed: seconds to wait for every process to join.")
+flags.DEFINE_integer(
+    "initialization_timeout", 300, "With --distributed: seconds to wait for every process to join."
+)
 flags.DEFINE_bool(
     "eval_only",
     False,

@@ -1,5 +1,6 @@
-"""Multi-process training for real: several `launch.py` processes on localhost, joined by `jax.distributed` with Gloo
-collectives on CPU, each with 2 simulated devices. Every process is bounded in time and only talks to 127.0.0.1."""
+"""Multi-process training for real: several `launch.py` processes on localhost, joined by `jax.distributed` with
+Gloo collectives on CPU, each with 2 simulated devices. Every process is bounded in time and only talks to
+127.0.0.1."""
 
 import json
 import os
