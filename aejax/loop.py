@@ -173,10 +173,13 @@ class EvalResult(NamedTuple):
     Attributes:
       metrics: {name: [N]} the objective's per-example metrics.
       code: [N, K] the codes.
+      time_s: wall-clock seconds the evaluation took (every batch to host; it includes compiling the eval step
+        when this is the step's first use), e.g. the cost of a VAE's k-sample importance bound.
     """
 
     metrics: dict[str, np.ndarray]
     code: np.ndarray
+    time_s: float = 0.0
 
     def means(self, prefix: str = "") -> dict[str, float]:
         """{prefix + name: mean over the split}."""
@@ -195,6 +198,7 @@ def evaluate(
       mesh: the data mesh; batch_size: rows per batch (padded to a multiple of the devices).
       seed: seed of the evaluation randomness (stochastic bounds, sampled scores), fixed so evaluation repeats.
     """
+    t0 = time.perf_counter()
     outs = []
     rng = jax.random.key(seed)
     for i, (batch, num_valid) in enumerate(
@@ -210,6 +214,7 @@ def evaluate(
     return EvalResult(
         metrics={k: np.concatenate([o.metrics[k] for o in outs]) for k in outs[0].metrics},
         code=np.concatenate([o.code for o in outs]),
+        time_s=time.perf_counter() - t0,
     )
 
 

@@ -144,6 +144,7 @@ def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
         with open(path) as f:
             results = json.load(f)
     results.update(ev.means("test_"))
+    results["eval_time_s"] = round(ev.time_s, 2)
     if jax.process_index() == 0:
         ctx = reports_lib.RunContext(
             config, run.workdir, run.model, run.likelihood, run.variables, run.train_split, run.test_split, ev

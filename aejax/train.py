@@ -218,6 +218,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_
         "code_dim": int(ev.code.shape[1]),
         "num_steps": b.settings.num_steps,
         **ev.means("test_"),
+        "eval_time_s": round(ev.time_s, 2),
         "train_time_s": result.train_time_s,
         "examples_per_s": examples_per_s,
         "steps_per_call": result.steps_per_call,

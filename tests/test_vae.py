@@ -234,14 +234,19 @@ def test_reparameterised_elbo_gradient_matches_central_differences():
         assert abs(fd - directional) < 1e-2 * max(1.0, abs(directional)), (fd, directional)
 
 
-@pytest.mark.parametrize("arg", ["", "code2", "digits", "linear", "runlocal,code2", "linear,runlocal"])
+@pytest.mark.parametrize(
+    "arg", ["", "code2", "digits", "linear", "runlocal,code2", "linear,runlocal", "conv", "conv,digits"]
+)
 def test_config_variants_build_a_vae_that_fits_its_likelihood(arg):
     config = vae_config.get_config(arg)
     shape = (8, 8, 1) if config.dataset == "digits" else (28, 28, 1)
     model = get_model(config.model_name, input_shape=shape, **config.model)
     objective = elbo.from_config(config, model, get_likelihood(config.likelihood))
     assert callable(objective.loss_fn) and callable(objective.eval_fn)
-    assert config.model.code_dim == (2 if "code2" in arg else 10 if "linear" in arg else 8 if arg else 20)
+    expected_k = (
+        2 if "code2" in arg else 10 if "linear" in arg else 8 if "digits" in arg or "runlocal" in arg else 20
+    )
+    assert config.model.code_dim == expected_k
 
 
 def test_mismatched_likelihood_and_model_are_refused():
@@ -292,8 +297,57 @@ def test_runlocal_code2_writes_finite_bounds(tmp_path, assert_figure):
     assert written["test_kl"] >= 0
     assert results["test_iwae"] == written["test_iwae"]
     assert written["vae_figures/manifold_drawn"] == 1
+    assert written["vae_figures/interpolation_pairs"] == 8
+    assert written["eval_time_s"] > 0
     assert_figure(os.path.join(workdir, "prior_samples.png"))
     assert_figure(os.path.join(workdir, "manifold.png"))
+    assert_figure(os.path.join(workdir, "interpolation.png"))
+
+
+def test_interpolation_runs_straight_between_the_pair_at_equal_steps():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    path = vae_figures.interpolation_codes(a, b, 5).reshape(4, 5, 3)
+    np.testing.assert_allclose(path[:, 0], a, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(path[:, -1], b, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.diff(path, axis=1), np.repeat((b - a)[:, None] / 4, 4, axis=1), atol=1e-6)
+    with pytest.raises(ValueError, match="steps >= 2"):
+        vae_figures.interpolation_codes(a, b, 1)
+    labels = np.array([0, 0, 1, 2, 2, 3])
+    pairs = vae_figures.interpolation_pairs(labels, 5, seed=0)
+    assert pairs.shape == (5, 2) and np.all(labels[pairs[:, 0]] != labels[pairs[:, 1]])
+    np.testing.assert_array_equal(pairs, vae_figures.interpolation_pairs(labels, 5, seed=0))
+    assert vae_figures.interpolation_pairs(np.zeros(4), 3, seed=0).shape == (0, 2)
+
+
+@pytest.mark.parametrize("variance", ["fixed", "per_dim"])
+def test_conv_vae_decodes_with_the_conv_autoencoders_layers(variance):
+    """The conv VAE's decoder is ConvAutoencoder.decode with the same parameters, and its posterior heads read
+    ConvAutoencoder.trunk: so the two families share their layers, not copies of them."""
+    shape = (8, 8, 1)
+    vae = get_model("conv_vae", input_shape=shape, features=(3, 4), code_dim=K, decoder_variance=variance)
+    x = np.random.default_rng(5).uniform(size=(B, *shape)).astype(np.float32)
+    params = vae.init({"params": jax.random.key(0), "sample": jax.random.key(1)}, jnp.asarray(x))["params"]
+    ae = get_model("conv", input_shape=shape, features=(3, 4), code_dim=K)
+    z = np.random.default_rng(6).normal(size=(B, K)).astype(np.float32)
+    out = vae.apply({"params": params}, z, method="decode")
+    mean = out if variance == "fixed" else out[..., 0]
+    assert out.shape == ((B, *shape) if variance == "fixed" else (B, *shape, 2))
+    np.testing.assert_allclose(mean, ae.apply({"params": params["layers"]}, z, method="decode"), rtol=1e-6)
+    mu, logvar = vae.apply({"params": params}, jnp.asarray(x), method="posterior")
+    h = np.asarray(ae.apply({"params": params["layers"]}, jnp.asarray(x), method="trunk"))
+    head = params["encoder_mu"]
+    np.testing.assert_allclose(mu, h @ np.asarray(head["kernel"]) + np.asarray(head["bias"]), rtol=1e-5, atol=1e-5)
+    assert logvar.shape == (B, K) and "encoder_code" not in params["layers"]
+
+
+def test_runlocal_conv_vae_trains_and_bounds(tmp_path):
+    config = vae_config.get_config("runlocal,conv,digits")  # 8 x 8 digits keep the conv decoder passes cheap
+    config.data_dir = str(tmp_path / "tfds")
+    results = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert results["code_dim"] == 8
+    assert np.isfinite(results["test_iwae"]) and results["test_iwae"] >= results["test_elbo"]
+    assert results["vae_figures/interpolation_pairs"] == 8
 
 
 def test_active_units_count_the_coordinates_whose_posterior_mean_varies():

@@ -116,8 +116,9 @@ class ConvAutoencoder(AbstractAutoencoder):
         b, height, width, c = h.shape
         return jax.image.resize(h, (b, height * self.strides, width * self.strides, c), method="nearest")
 
-    def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        """[B, H, W, C] -> code [B, K].
+    def trunk(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        """[B, H, W, C] -> the flattened last feature map [B, h w F_L], before the code layer (the convolutional
+        VAE puts its posterior heads here).
 
         Raises:
           ValueError: if x is not [B, *input_shape].
@@ -131,8 +132,15 @@ class ConvAutoencoder(AbstractAutoencoder):
             h = self._act(h)
             if self.downsample == "pool":
                 h = nn.max_pool(h, (self.strides, self.strides), strides=(self.strides, self.strides))
-        h = h.reshape(x.shape[0], -1)  # [B, h w F_L]
-        return self._code_act(self.encoder_code(h))
+        return h.reshape(x.shape[0], -1)  # [B, h w F_L]
+
+    def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        """[B, H, W, C] -> code [B, K].
+
+        Raises:
+          ValueError: if x is not [B, *input_shape].
+        """
+        return self._code_act(self.encoder_code(self.trunk(x, train=train)))
 
     def decode(self, z: jax.Array, *, train: bool = False) -> jax.Array:
         """Code [B, K] -> decoder output [B, H, W, C] (logits or mean; the output layer is linear).

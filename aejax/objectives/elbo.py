@@ -23,7 +23,7 @@ import optax
 
 from aejax.data.batch import Batch
 from aejax.likelihoods import Likelihood, squared_error
-from aejax.models.vae import VAE
+from aejax.models.vae import AbstractVAE
 from aejax.objectives import OBJECTIVES, Objective
 from aejax.train_step import EvalOutput
 
@@ -40,7 +40,7 @@ def log_normal_diag(z: jax.Array, mu: jax.Array, logvar: jax.Array) -> jax.Array
     return -0.5 * jnp.sum(LOG_2PI + logvar + jnp.square(z - mu) * jnp.exp(-logvar), axis=-1)
 
 
-def log_weights(model: VAE, variables, likelihood: Likelihood, x, mu, logvar, eps, beta=1.0):
+def log_weights(model: AbstractVAE, variables, likelihood: Likelihood, x, mu, logvar, eps, beta=1.0):
     """Log importance weights of reparameterised samples z = mu + exp(logvar / 2) * eps.
 
     Args:
@@ -62,7 +62,9 @@ def log_weights(model: VAE, variables, likelihood: Likelihood, x, mu, logvar, ep
     return log_px_z + beta * (log_pz - log_qz), log_px_z
 
 
-def importance_bound(model: VAE, variables, likelihood: Likelihood, x, rng, *, num_samples: int, chunk: int):
+def importance_bound(
+    model: AbstractVAE, variables, likelihood: Likelihood, x, rng, *, num_samples: int, chunk: int
+):
     """IWAE_k and the mean of log p(x | z_i) over the same k samples, `chunk` samples at a time.
 
     Sample i uses eps_i = normal(fold_in(rng, i)), so the result does not depend on `chunk`; a `lax.map` over
@@ -93,7 +95,7 @@ def importance_bound(model: VAE, variables, likelihood: Likelihood, x, rng, *, n
     return iwae, sum_log_px.sum(axis=0) / num_samples
 
 
-def make_loss_fn(model: VAE, likelihood: Likelihood, *, beta, train_samples: int = 1):
+def make_loss_fn(model: AbstractVAE, likelihood: Likelihood, *, beta, train_samples: int = 1):
     """Returns loss_fn(params, model_state, batch, rng, step) -> ([] loss, (metrics, model_state)).
 
     loss = mean_B -(E_q[log p(x | z)] - beta(step) * KL) for train_samples = 1 (one reparameterised sample,
@@ -119,7 +121,7 @@ def make_loss_fn(model: VAE, likelihood: Likelihood, *, beta, train_samples: int
     return loss_fn
 
 
-def make_eval_fn(model: VAE, likelihood: Likelihood, *, eval_samples: int, eval_chunk: int):
+def make_eval_fn(model: AbstractVAE, likelihood: Likelihood, *, eval_samples: int, eval_chunk: int):
     """Returns eval_fn(params, model_state, batch, rng) -> EvalOutput(metrics, code = mu [B, K]).
 
     Metrics [B], nats per example: "iwae" (IWAE_k, k = eval_samples), "recon_nll" (-mean_i log p(x | z_i) over
@@ -150,8 +152,10 @@ def make_eval_fn(model: VAE, likelihood: Likelihood, *, eval_samples: int, eval_
 def check_model(model, likelihood: Likelihood) -> None:
     """Raises ValueError unless `model` is a VAE whose decoder output fits `likelihood` (a learned decoder
     variance goes with "gaussian_learned", a fixed one with any other likelihood)."""
-    if not isinstance(model, VAE):
-        raise ValueError(f'The "elbo" objective needs a VAE (model_name="vae"), got {type(model).__name__}.')
+    if not isinstance(model, AbstractVAE):
+        raise ValueError(
+            f'The "elbo" objective needs a VAE (model_name "vae" or "conv_vae"), got {type(model).__name__}.'
+        )
     learned = model.decoder_variance != "fixed"
     if learned != (likelihood.name == "gaussian_learned"):
         raise ValueError(
@@ -161,7 +165,7 @@ def check_model(model, likelihood: Likelihood) -> None:
 
 
 @OBJECTIVES.register("elbo")
-def from_config(config: ml_collections.ConfigDict, model: VAE, likelihood: Likelihood) -> Objective:
+def from_config(config: ml_collections.ConfigDict, model: AbstractVAE, likelihood: Likelihood) -> Objective:
     """The ELBO / IWAE objective of `config.vae` (beta, kl_warmup_steps, train_samples, eval_samples,
     eval_chunk).
 
