@@ -64,7 +64,7 @@ def interpolation_pairs(labels: np.ndarray, num_pairs: int, seed: int) -> np.nda
 
 
 def _save(image: np.ndarray, path: str, title: str) -> None:
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1] + 0.4))  # room for the title
     ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
     ax.set_xticks([])
     ax.set_yticks([])
