@@ -13,7 +13,8 @@ from aejax.models import get_model
 
 
 def _train_linear_ae(x: np.ndarray, k: int, steps: int = 5000, lr: float = 0.05):
-    """Full-batch Adam (cosine-decayed step size) on the Gaussian NLL (squared error / 2 + const) of the `mlp` model with no hidden layer."""
+    """Full-batch Adam (cosine-decayed step size) on the Gaussian NLL (squared error / 2 + const) of the
+    `mlp` model with no hidden layer."""
     model = get_model("mlp", input_shape=(x.shape[1],), hidden=(), code_dim=k, code_activation="linear")
     params = model.init(jax.random.key(0), jnp.asarray(x[:1]))["params"]
     nll = get_likelihood("gaussian").nll
