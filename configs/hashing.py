@@ -10,8 +10,8 @@ decay. Queries are the test digits, the database the training digits, relevant =
   python launch.py --config=configs/hashing.py:straight_through                  # straight-through bits
   python launch.py --config=configs/hashing.py:runlocal --workdir=/tmp/hash_rl   # seconds, for smoke tests
 
-Variants (comma separated): "bits16", "bits64", "straight_through", "no_noise" (a plain sigmoid code, only
-thresholded at test time: the ablation of the noise), "runlocal".
+Variants (comma separated): "bits16", "bits32" (the default), "bits64", "straight_through", "no_noise" (a plain
+sigmoid code, only thresholded at test time: the ablation of the noise), "runlocal".
 """
 
 import ml_collections
@@ -19,12 +19,12 @@ import ml_collections
 from configs import mnist_ae
 from configs import variants as variants_lib
 
-VARIANTS = ("bits16", "bits64", "straight_through", "no_noise", "runlocal")
+VARIANTS = ("bits16", "bits32", "bits64", "straight_through", "no_noise", "runlocal")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
     variants = variants_lib.parse(arg, VARIANTS)
-    bits = variants_lib.one_of(variants, ("bits16", "bits64"), default="bits32")
+    bits = variants_lib.one_of(variants, ("bits16", "bits32", "bits64"), default="bits32")
     c = mnist_ae.get_config("runlocal" if "runlocal" in variants else "")
     c.unlock()
     c.model_name = "hashing"
