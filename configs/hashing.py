@@ -49,10 +49,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             itq_iterations=50,
             seed=0,
             max_queries=0,  # > 0: only the first max_queries test digits (runlocal)
+            timing_repeats=5,  # queries/s are the median of this many interleaved repeats
         )
     )
     c.analysis.reports = "retrieval"
     if "runlocal" in variants:
         c.retrieval.max_queries = 200
         c.retrieval.itq_iterations = 5
+        c.retrieval.timing_repeats = 1
     return c.lock()

@@ -171,7 +171,8 @@ def test_runlocal_hashing_launch_writes_the_retrieval_table(tmp_path, assert_fig
     assert results["retrieval/num_bits"] == 32 and results["retrieval/model_bits_are_binary"]
     for method in ("ae_hashing", "lsh", "pca_sign", "itq"):
         for key in ("p@10", "p@100", "map", "r0_precision", "r2_recall", "r1_queries_per_s"):
-            assert np.isfinite(results[f"retrieval/{method}/{key}"]) or key == "r0_precision"
+            value = results[f"retrieval/{method}/{key}"]
+            assert np.isfinite(value) or (key == "r0_precision" and value is None)  # None: no query answered
         # A larger Hamming ball retrieves a superset: recall cannot fall.
         assert results[f"retrieval/{method}/r0_recall"] <= results[f"retrieval/{method}/r2_recall"]
     for method in ("ae_real", "pixels"):

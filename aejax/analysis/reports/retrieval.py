@@ -27,8 +27,10 @@ from sklearn.neighbors import NearestNeighbors
 from aejax.analysis import binary_codes, retrieval
 from aejax.analysis.reports import REPORTS, RunContext
 
-DEFAULTS = dict(radii=(0, 1, 2), ks=(10, 100), knn_k=100, itq_iterations=50, seed=0, max_queries=0)
-TIMING_REPEATS = 5  # timings are the median of interleaved repeats (the machine is shared)
+# timing_repeats: timings are the median of interleaved repeats (machines are shared, timings noisy).
+DEFAULTS = dict(
+    radii=(0, 1, 2), ks=(10, 100), knn_k=100, itq_iterations=50, seed=0, max_queries=0, timing_repeats=5
+)
 SHOW_QUERIES, SHOW_NEIGHBOURS = 5, 10
 
 
@@ -44,7 +46,7 @@ def model_codes(ctx: RunContext, x: np.ndarray, batch_size: int = 500) -> tuple[
     return np.concatenate(codes), np.concatenate(reals)
 
 
-def _median_timing(fns: dict, repeats: int = TIMING_REPEATS) -> dict[str, float]:
+def _median_timing(fns: dict, repeats: int) -> dict[str, float]:
     """{name: median seconds} of each fn, the repeats interleaved across fns."""
     times = {name: [] for name in fns}
     for _ in range(repeats):
@@ -92,8 +94,10 @@ def compare(binary: dict, real: dict, q_labels, db_labels, settings: dict) -> tu
     knn_metrics = retrieval.set_metrics(found, q_labels, db_labels)
     out.update({f"{name}/knn{settings['knn_k']}_{k}": v for k, v in knn_metrics.items()})
     timed[f"{name}/knn{settings['knn_k']}"] = lambda: knn.kneighbors(q, return_distance=False)
-    for key, seconds in _median_timing(timed).items():
+    for key, seconds in _median_timing(timed, settings["timing_repeats"]).items():
         out[f"{key}_queries_per_s"] = len(q_labels) / seconds
+    # A ball that retrieved nothing for any query has no precision: null in results.json (NaN is not JSON).
+    out = {k: None if isinstance(v, float) and np.isnan(v) else v for k, v in out.items()}
     return out, curves
 
 
@@ -106,11 +110,19 @@ def markdown_table(out: dict, binary: list[str], real: list[str], settings: dict
         cells = [f"{out[f'{name}/p@{k}']:.3f}" for k in ks] + [f"{out[f'{name}/map']:.3f}"]
         for r in radii:
             key = f"{name}/r{r}_"
-            cells.append(
-                f"{out[key + 'precision']:.3f} / {out[key + 'recall']:.4f} / {out[key + 'fraction_answered']:.2f}"
-                if key + "precision" in out
-                else "-"
-            )
+            if key + "recall" not in out:
+                cells.append("-")
+                continue
+            precision = "-" if out[key + "precision"] is None else f"{out[key + 'precision']:.3f}"
+            cells.append(f"{precision} / {out[key + 'recall']:.4f} / {out[key + 'fraction_answered']:.3f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    # Speed: queries per second of each lookup, the Hamming scan and exact kNN on the first real-valued code.
+    knn = f"{real[0]}/knn{settings['knn_k']}_queries_per_s"
+    head = [*(f"ball r={r}" for r in radii), "Hamming scan", f"kNN (k={settings['knn_k']}) on {real[0]}"]
+    lines += ["", "| queries / s | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for name in binary:
+        cells = [f"{out[f'{name}/r{r}_queries_per_s']:,.0f}" for r in radii]
+        cells += [f"{out[f'{name}/hamming_scan_queries_per_s']:,.0f}", f"{out[knn]:,.0f}"]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
