@@ -22,6 +22,7 @@ import sys
 
 import jax
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -68,11 +69,12 @@ def errors_by_bits(run: runs.Run) -> dict:
 def plot(table: dict, hashing: dict, ks, path: str) -> None:
     """Left: error vs K (float codes); right: error vs bits per image (quantised codes and hashing bits)."""
     fig, (ax_k, ax_b) = plt.subplots(1, 2, figsize=(13, 4.8))
-    styles = {"deep": "C0", "linear": "C1", "pca": "C2"}
-    for name, color in styles.items():
-        ax_k.plot(ks, [table[name][k]["float"] for k in ks], "o-", color=color, label=name)
+    # The linear AE lies on PCA's curve (Baldi & Hornik): drawn dashed with open markers on top of it.
+    styles = {"deep": ("C0", "-", None), "pca": ("C2", "-", None), "linear": ("C1", "--", "none")}
+    for name, (color, ls, face) in styles.items():
+        ax_k.plot(ks, [table[name][k]["float"] for k in ks], "o", ls=ls, color=color, mfc=face, label=name)
         for q, marker in zip(BITS_PER_DIM, ("s", "^"), strict=True):
-            ax_b.plot([k * q for k in ks], [table[name][k][q] for k in ks], marker + "-", color=color,
+            ax_b.plot([k * q for k in ks], [table[name][k][q] for k in ks], marker, ls=ls, color=color, mfc=face,
                       label=f"{name}, {q} bits/dim")  # fmt: skip
     if hashing:
         bits = sorted(hashing)
@@ -83,6 +85,9 @@ def plot(table: dict, hashing: dict, ks, path: str) -> None:
     ax_b.set(xscale="log", yscale="log", xlabel="bits per image", ylabel="test squared error per image")
     ax_b.set_title("quantised codes")
     for ax in (ax_k, ax_b):
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.tight_layout()
