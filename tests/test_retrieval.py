@@ -182,3 +182,32 @@ def test_runlocal_hashing_launch_writes_the_retrieval_table(tmp_path, assert_fig
     assert results["retrieval/itq_loss_last"] <= results["retrieval/itq_loss_first"]
     assert "| ae_hashing |" in (workdir / "retrieval_table.md").read_text()
     assert_figure(workdir / "retrieval.png", min_width=800)
+
+
+def test_report_hashes_a_real_valued_code_at_its_medians(tmp_path, assert_figure):
+    """A model with a real-valued code (the `mlp`): one bit per unit, 1 above the unit's median on the database,
+    so every bit is balanced on the database."""
+    from aejax.analysis import reports
+    from aejax.analysis.reports import retrieval as retrieval_report
+    from aejax.data.datasets import Split
+    from aejax.likelihoods import get_likelihood
+    from configs import hashing as hashing_config
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 160)
+    x = np.clip(rng.random((3, 8, 8, 1))[labels] + 0.1 * rng.standard_normal((160, 8, 8, 1)), 0, 1)
+    model = get_model("mlp", input_shape=(8, 8, 1), hidden=(16,), code_dim=6)
+    variables = jax.device_get(model.init(jax.random.key(0), jnp.asarray(x[:1], jnp.float32)))
+    config = hashing_config.get_config("runlocal")
+    ctx = reports.RunContext(
+        config, str(tmp_path), model, get_likelihood("bernoulli"), variables,
+        Split(x[:120].astype(np.float32), labels[:120], kind="image"),
+        Split(x[120:].astype(np.float32), labels[120:], kind="image"), None,
+    )  # fmt: skip
+    out = retrieval_report.report(ctx)
+    assert out["num_bits"] == 6 and not out["model_bits_are_binary"]
+    codes = np.asarray(model.apply(variables, ctx.train_split.x).code)
+    bits = codes > np.median(codes, axis=0)
+    np.testing.assert_allclose(out["ae_hashing/mean_abs_balance_error"], np.abs(bits.mean(0) - 0.5).mean())
+    assert 0 <= out["ae_hashing/map"] <= 1 and "saturated_fraction" not in out
+    assert_figure(tmp_path / "retrieval.png", min_width=800)
