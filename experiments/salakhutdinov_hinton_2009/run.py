@@ -11,7 +11,7 @@
 Writes <workdir>/compression.png, compression_table.md, retrieval_tables.md and summary.json. Runs that already
 finished in <workdir>/<name> are reused.
 
-    PYTHONPATH=. python experiments/salakhutdinov_hinton_2009/run.py --workdir=/tmp/sh09        # ~20 CPU minutes
+    PYTHONPATH=. python experiments/salakhutdinov_hinton_2009/run.py --workdir=/tmp/sh09        # ~25 CPU minutes
     PYTHONPATH=. python experiments/salakhutdinov_hinton_2009/run.py --runlocal --workdir=/tmp/sh09_local
 """
 
