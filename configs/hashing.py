@@ -1,0 +1,60 @@
+"""Semantic hashing on the 5,000 real MNIST digits: a deep autoencoder with a b-bit code (Salakhutdinov & Hinton
+2009), then retrieval with its bits against LSH, PCA sign, ITQ and real-valued codes (the "retrieval" report).
+
+784-1000-500-250-b, ReLU hidden layers, code = sigmoid(code pre-activation + Gaussian noise of std 4) in training
+and the thresholded bits at test time (`aejax/models/hashing.py`), Bernoulli decoder, Adam with warm-up + cosine
+decay. Queries are the test digits, the database the training digits, relevant = same label.
+
+  python launch.py --config=configs/hashing.py --workdir=/tmp/hash               # 32 bits
+  python launch.py --config=configs/hashing.py:bits16 --workdir=/tmp/hash16      # 16 bits (bits64: 64)
+  python launch.py --config=configs/hashing.py:straight_through                  # straight-through bits
+  python launch.py --config=configs/hashing.py:runlocal --workdir=/tmp/hash_rl   # seconds, for smoke tests
+
+Variants (comma separated): "bits16", "bits32" (the default), "bits64", "straight_through", "no_noise" (a plain
+sigmoid code, only thresholded at test time: the ablation of the noise), "runlocal".
+"""
+
+import ml_collections
+
+from configs import mnist_ae
+from configs import variants as variants_lib
+
+VARIANTS = ("bits16", "bits32", "bits64", "straight_through", "no_noise", "runlocal")
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    variants = variants_lib.parse(arg, VARIANTS)
+    bits = variants_lib.one_of(variants, ("bits16", "bits32", "bits64"), default="bits32")
+    c = mnist_ae.get_config("runlocal" if "runlocal" in variants else "")
+    c.unlock()
+    c.model_name = "hashing"
+    c.model = ml_collections.ConfigDict(
+        dict(
+            hidden=c.model.hidden,
+            code_dim=int(bits[4:]),
+            activation="relu",
+            noise_std=0.0 if "no_noise" in variants else 4.0,
+            estimator="straight_through" if "straight_through" in variants else "noise",
+        )
+    )
+    # The noise slows the decoder's learning; more epochs than the main job's 60 (still about a CPU minute).
+    if "runlocal" not in variants:
+        c.num_epochs = 100
+    # Retrieval settings of the "retrieval" report (aejax/analysis/reports/retrieval.py).
+    c.retrieval = ml_collections.ConfigDict(
+        dict(
+            radii=(0, 1, 2),  # Hamming-ball lookups
+            ks=(10, 100),  # precision@k of the rankings
+            knn_k=100,  # brute-force kNN on real-valued codes, for the speed comparison
+            itq_iterations=50,
+            seed=0,
+            max_queries=0,  # > 0: only the first max_queries test digits (runlocal)
+            timing_repeats=5,  # queries/s are the median of this many interleaved repeats
+        )
+    )
+    c.analysis.reports = "retrieval"
+    if "runlocal" in variants:
+        c.retrieval.max_queries = 200
+        c.retrieval.itq_iterations = 5
+        c.retrieval.timing_repeats = 1
+    return c.lock()
