@@ -23,7 +23,12 @@ def test_roc_auc_of_a_handmade_case_with_ties_matches_the_pairwise_count_and_skl
     assert d.roc_auc == pytest.approx(11.5 / 16)
     assert d.roc_auc == pytest.approx(_pairwise_auc(scores, is_anomaly))
     assert d.roc_auc == pytest.approx(metrics.roc_auc_score(is_anomaly, scores))
+    # Average precision = sum_n (R_n - R_{n-1}) P_n over thresholds (ties one threshold). Anomalies by descending
+    # score: 0.9, 0.8 (precision 1, 1), 0.4 tied with a normal (3/4), 0.05 after all normals (4/8).
+    assert d.pr_auc == pytest.approx((1 + 1 + 3 / 4 + 4 / 8) / 4)
     assert d.pr_auc == pytest.approx(metrics.average_precision_score(is_anomaly, scores))
+    # Normals by ascending score: 0.1 (after the anomaly 0.05: 1/2), 0.2 (2/3), 0.35 (3/4), 0.4 tied (4/6).
+    assert d.pr_auc_normal == pytest.approx((1 / 2 + 2 / 3 + 3 / 4 + 4 / 6) / 4)
     assert d.anomaly_fraction == 0.5
 
 
@@ -34,6 +39,7 @@ def test_a_perfectly_separating_score_has_areas_one_and_its_negation_roc_auc_zer
     d = anomaly.detection(scores, is_anomaly)
     assert d.roc_auc == 1.0
     assert d.pr_auc == pytest.approx(1.0, abs=1e-12)  # a mean of precisions that are all 1, in floating point
+    assert d.pr_auc_normal == pytest.approx(1.0, abs=1e-12)
     assert anomaly.detection(-scores, is_anomaly).roc_auc == 0.0
     fpr, tpr = anomaly.roc_curve(scores, is_anomaly)
     assert np.trapezoid(tpr, fpr) == pytest.approx(1.0)

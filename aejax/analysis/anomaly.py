@@ -28,12 +28,14 @@ from aejax.analysis import pca
 
 
 class Detection(NamedTuple):
-    """How well a score finds the anomalies: roc_auc and pr_auc in [0, 1] (pr_auc is the average precision,
-    sklearn's step-wise area under the precision-recall curve, with anomalies as the positive class; its chance
-    level is the fraction of anomalies, `anomaly_fraction`)."""
+    """How well a score finds the anomalies, areas in [0, 1]: roc_auc; pr_auc, the average precision (sklearn's
+    step-wise area under the precision-recall curve) with the anomalies as the positive class, whose chance
+    level is `anomaly_fraction`; pr_auc_normal, the same with the normal examples as the positive class and the
+    negated score (chance level 1 - anomaly_fraction), informative when the anomalies are most of the data."""
 
     roc_auc: float
     pr_auc: float
+    pr_auc_normal: float
     anomaly_fraction: float
 
 
@@ -59,7 +61,7 @@ def detection(scores: np.ndarray, is_anomaly: np.ndarray) -> Detection:
       is_anomaly: [N] bool, True for the anomalies.
 
     Returns:
-      Detection(roc_auc, pr_auc, anomaly_fraction).
+      Detection(roc_auc, pr_auc, pr_auc_normal, anomaly_fraction).
 
     Raises:
       ValueError: on shapes that differ, non-boolean labels, labels of one kind only, or non-finite scores.
@@ -68,6 +70,7 @@ def detection(scores: np.ndarray, is_anomaly: np.ndarray) -> Detection:
     return Detection(
         roc_auc=float(metrics.roc_auc_score(is_anomaly, scores)),
         pr_auc=float(metrics.average_precision_score(is_anomaly, scores)),
+        pr_auc_normal=float(metrics.average_precision_score(~is_anomaly, -scores)),
         anomaly_fraction=float(is_anomaly.mean()),
     )
 

@@ -2,7 +2,8 @@
 
 For a run trained on some classes only (`config.train_classes = "3"`), the normal test examples are those of
 the train classes and every other test example is an anomaly. Each score (higher = more anomalous) gets its
-ROC AUC and PR AUC (`aejax.analysis.anomaly.detection`):
+ROC AUC and PR AUC, with the anomalies and with the normal examples as the positive class
+(`aejax.analysis.anomaly.detection`):
 
 - "reconstruction_error": the squared error of the mean reconstruction, summed over pixels (the objective's
   "sq_err"; for a VAE, the reconstruction at z = mu);
@@ -81,7 +82,8 @@ def report(ctx: RunContext) -> dict:
     """One-class anomaly detection of the test split (see the module doc).
 
     Returns:
-      "<score>/roc_auc", "<score>/pr_auc" for each score, "anomaly_fraction" (the PR AUC of chance),
+      "<score>/roc_auc", "<score>/pr_auc", "<score>/pr_auc_normal" for each score (`anomaly.Detection`),
+      "anomaly_fraction" (the PR AUC of chance),
       "normal_classes" (e.g. "3"), "main_score".
 
     Raises:
@@ -101,6 +103,7 @@ def report(ctx: RunContext) -> dict:
     for name, s in scores.items():
         d = anomaly.detection(s, is_anomaly)
         out[f"{name}/roc_auc"], out[f"{name}/pr_auc"] = d.roc_auc, d.pr_auc
+        out[f"{name}/pr_auc_normal"] = d.pr_auc_normal
         curves[name] = (*anomaly.roc_curve(s, is_anomaly), d.roc_auc)
     out["anomaly_fraction"] = float(is_anomaly.mean())
     out["normal_classes"] = ",".join(map(str, normal))
