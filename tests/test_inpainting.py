@@ -24,6 +24,8 @@ def test_masks_have_the_stated_pixels_missing():
         inpainting.make_missing("left_half", (28, 28), 1)
     with pytest.raises(ValueError, match="does not fit"):
         inpainting.make_missing("center12", (8, 8), 1)
+    assert inpainting.applicable_masks((8, 8, 1)) == ("right_half", "random50", "random80")
+    assert inpainting.applicable_masks((28, 28, 1)) == inpainting.MASKS
 
 
 def test_the_metric_counts_only_missing_pixels():

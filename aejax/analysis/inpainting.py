@@ -57,6 +57,12 @@ def make_missing(name: str, shape: tuple[int, ...], num: int, *, seed: int = 0) 
     return np.broadcast_to(plane.reshape(num, h, w, *([1] * (len(shape) - 2))), (num, *shape)).copy()
 
 
+def applicable_masks(shape: tuple[int, ...]) -> tuple[str, ...]:
+    """The masks of MASKS that fit images of `shape` (H, W(, C)): center12 needs H, W >= 12 (not the 8 x 8
+    sklearn digits)."""
+    return tuple(m for m in MASKS if m != "center12" or min(shape[:2]) >= 12)
+
+
 def masked_input(x: np.ndarray, missing: np.ndarray, value: float = 0.0) -> np.ndarray:
     """x with the missing pixels set to `value` (0: what masking noise does to a DAE's input)."""
     return np.where(missing, np.asarray(value, x.dtype), x)

@@ -12,6 +12,8 @@ ROC AUC and PR AUC, with the anomalies and with the normal examples as the posit
 - "neg_elbo", "neg_iwae": -ELBO and -IWAE_k of a VAE run (nats; the objective's "elbo" and "iwae" metrics);
 - baselines fitted on the same (filtered) train split: "pca_<K>" at the run's code size, "isolation_forest",
   "one_class_svm", "knn_5" (`aejax.analysis.anomaly`).
+  They see the splits as the run does: under dynamic binarisation the train split is grey and the test split
+  binarised once, as for the model.
 
   python launch.py --config=configs/mnist_ae.py --config.train_classes=3 --config.analysis.reports=anomaly
   python launch.py --workdir=DIR --eval_only --reports=anomaly        # on a finished one-class run

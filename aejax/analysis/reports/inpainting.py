@@ -1,7 +1,7 @@
 """Report "inpainting": fill the missing pixels of the test split under four masks, measured on the missing
 pixels only (`aejax.analysis.inpainting`), the run's fills beside the mean image and PCA.
 
-Fills, per mask (centre 12 x 12, right half, random 50% and 80% missing, seeded by config.seed):
+Fills, per mask (centre 12 x 12 where it fits, right half, random 50% and 80% missing, seeded by config.seed):
 - "mean": the mean training image;
 - "pca_<K>": iterated projection onto the top-K principal subspace of the train split, K the run's code size
   (left out when K >= min(N, D));
@@ -133,7 +133,7 @@ def report(ctx: RunContext) -> dict:
     x = x[:limit] if limit > 0 else x
     out = {"num_images": len(x)}
     r, step = reconstructor(ctx), gibbs_step(ctx) if isinstance(ctx.model, VAE) else None
-    for mask in inpainting.MASKS:
+    for mask in inpainting.applicable_masks(x.shape[1:]):  # no 12 x 12 square in 8 x 8 digits
         missing = inpainting.make_missing(mask, x.shape[1:], len(x), seed=ctx.config.seed)
         out[f"{mask}/missing_fraction"] = float(missing.mean())
         rows, titles = [np.where(missing, 0.5, x)[:NUM_IMAGES]], [f"{mask}\n(grey: missing)"]
