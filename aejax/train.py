@@ -17,7 +17,7 @@ import numpy as np
 from aejax import checkpoint, loop, objectives, optim, plots, sharding
 from aejax import train_step as ts
 from aejax.analysis import embedding, pca, reports
-from aejax.data import datasets, pipeline, transforms
+from aejax.data import classes, datasets, pipeline, transforms
 from aejax.likelihoods import Likelihood, get_likelihood
 from aejax.metric_writer import read_metrics
 from aejax.models import AbstractAutoencoder, get_model
@@ -28,15 +28,20 @@ NonFiniteLossError = loop.NonFiniteLossError
 
 def load_data(config: ml_collections.ConfigDict) -> tuple[datasets.Split, datasets.Split]:
     """The train and test splits of `config.dataset`, with the config's transforms applied (a training split
-    under dynamic binarisation stays grey; the loader samples it every step).
+    under dynamic binarisation stays grey; the loader samples it every step). `config.train_classes` ("" all,
+    "3", "1,7") keeps only those classes of the train split; the test split is whole (`aejax.data.classes`).
 
     Raises:
-      KeyError / FileNotFoundError / ValueError: for a dataset that is unknown, missing or unreadable, or bad
-        transforms (see `datasets.load_split`, `transforms.Transforms.from_config`).
+      KeyError / FileNotFoundError / ValueError: for a dataset that is unknown, missing or unreadable, bad
+        transforms (see `datasets.load_split`, `transforms.Transforms.from_config`), or a train class that is
+        not in the data.
     """
     t = transforms.Transforms.from_config(config.get("transforms"))
     load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
-    train_split = transforms.apply(datasets.load_split(config.dataset, "train", **load), t, train=True)
+    train_split = datasets.load_split(config.dataset, "train", **load)
+    # .get: runs saved before the field existed trained on every class.
+    train_split = classes.select_classes(train_split, classes.parse_classes(config.get("train_classes", "")))
+    train_split = transforms.apply(train_split, t, train=True)
     test_split = transforms.apply(datasets.load_split(config.dataset, "test", **load), t, train=False)
     return train_split, test_split
 

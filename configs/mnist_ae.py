@@ -26,6 +26,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.dataset = "mnist5k"
     c.data_dir = ml_collections.FieldReference(None, field_type=str)  # None: TFDS default (TFDS_DATA_DIR)
     c.manual_dir = ml_collections.FieldReference(None, field_type=str)  # for mnist_idx
+    # Classes of the train split to keep: "" all, "3" or "1,7" (the one-class protocol of anomaly detection,
+    # aejax/analysis/reports/anomaly.py); the test split is never filtered.
+    c.train_classes = ""
     # Declared input transforms (aejax/data/transforms.py): scale "auto" (uint8 / 255) or "none"; binarize
     # "none", "static" (x > threshold) or "dynamic" (a fresh Bernoulli sample of each training batch).
     c.transforms = ml_collections.ConfigDict(dict(scale="auto", binarize="none", threshold=0.5))
