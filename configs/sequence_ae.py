@@ -102,6 +102,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         else:
             c.model.features = (4, 8)
         c.num_train_steps = 10
+        c.eval_batch_size = 64
         c.log_every = 5
         c.eval_every = 10
         c.checkpoint_every = 10

@@ -18,22 +18,31 @@ import numpy as np
 from aejax.data.series import unpack
 
 
+def reconstruct_fn(model, variables) -> Callable:
+    """The jitted x [B, T, C + 1] -> (reconstruction [B, T, C], code [B, K]) of a model in evaluation mode."""
+    return jax.jit(lambda x: (lambda o: (o.decoder_output, o.code))(model.apply(variables, x)))
+
+
 def reconstruct(apply_fn: Callable, packed: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation-mode reconstructions of packed series in batches.
+    """Evaluation-mode reconstructions of packed series in batches of one shape (one compilation).
 
     Args:
-      apply_fn: x [B, T, C + 1] -> AutoencoderOutput (e.g. `lambda x: model.apply(variables, x)`).
+      apply_fn: `reconstruct_fn(model, variables)`.
       packed: [N, T, C + 1].
+      batch_size: rows per call; every batch is padded to it.
 
     Returns:
       (reconstruction [N, T, C] zero on padding, code [N, K]).
     """
-    fn = jax.jit(lambda x: (lambda o: (o.decoder_output, o.code))(apply_fn(x)))
+    n = len(packed)
     recons, codes = [], []
-    for start in range(0, len(packed), batch_size):
-        r, c = fn(jnp.asarray(packed[start : start + batch_size]))
-        recons.append(np.asarray(r))
-        codes.append(np.asarray(c))
+    for start in range(0, n, batch_size):
+        chunk = packed[start : start + batch_size]
+        # Every batch is padded to batch_size with copies of its first row, so one shape compiles once.
+        pad = np.repeat(chunk[:1], batch_size - len(chunk), axis=0)
+        r, c = apply_fn(jnp.asarray(np.concatenate([chunk, pad])))
+        recons.append(np.asarray(r)[: len(chunk)])
+        codes.append(np.asarray(c)[: len(chunk)])
     return np.concatenate(recons), np.concatenate(codes)
 
 

@@ -166,9 +166,9 @@ def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str):
 
 def _anomaly_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
     s, window = config.sequence, data.test.x.shape[1]
-    recon, _ = sequence_anomaly.reconstruct(apply_fn, data.test.x)
+    recon, _ = sequence_anomaly.reconstruct(apply_fn, data.test.x, batch_size=config.eval_batch_size)
     err = sequence_anomaly.step_errors(recon, data.test.x)  # [W, L, C]
-    held_recon, _ = sequence_anomaly.reconstruct(apply_fn, data.heldout.x)
+    held_recon, _ = sequence_anomaly.reconstruct(apply_fn, data.heldout.x, batch_size=config.eval_batch_size)
     gaussian = sequence_anomaly.fit_error_gaussian(sequence_anomaly.step_errors(held_recon, data.heldout.x))
     num = len(data.values)
     scores = {
@@ -204,7 +204,7 @@ def _class_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
     from sklearn.metrics import roc_auc_score
 
     test = data.test
-    recon, test_codes = sequence_anomaly.reconstruct(apply_fn, test.x)
+    recon, test_codes = sequence_anomaly.reconstruct(apply_fn, test.x, batch_size=config.eval_batch_size)
     lengths = test.lengths if test.lengths is not None else np.full(len(test.x), test.x.shape[1])
     sequence_plots.reconstructions(
         test.x[..., :-1],
@@ -217,7 +217,7 @@ def _class_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
         err = sequence_anomaly.step_errors(recon, test.x)
         score = np.square(err).sum(axis=(1, 2)) / (lengths * err.shape[-1])  # mean squared error per value
         return {"one_class_roc_auc": float(roc_auc_score(test.labels != config.sequence.one_class, score))}
-    _, train_codes = sequence_anomaly.reconstruct(apply_fn, data.train.x)
+    _, train_codes = sequence_anomaly.reconstruct(apply_fn, data.train.x, batch_size=config.eval_batch_size)
     points, how = embedding.embed_2d(test_codes, config.analysis.embedding, seed=config.seed)
     plots.latent_scatter(points, test.labels, os.path.join(workdir, "latent.png"), title=f"{how}, test set")
     out = {}
@@ -265,7 +265,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         **ev.means("test_"),
         "train_time_s": result.train_time_s,
     }
-    apply_fn = lambda x: model.apply(variables, x)  # noqa: E731
+    apply_fn = sequence_anomaly.reconstruct_fn(model, variables)
     task = _anomaly_results if config.sequence.task == "anomaly" else _class_results
     results.update(task(config, data, apply_fn, workdir))
     results["total_time_s"] = round(time.perf_counter() - t0, 2)
