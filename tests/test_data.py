@@ -48,7 +48,7 @@ def data_dir(tmp_path_factory):
 
 
 def test_bundled_names_are_discovered():
-    assert BUNDLED == ("digits", "mnist5k", "mnist_idx", "natural_patches")
+    assert BUNDLED == ("digits", "kdd_tsad_135", "mnist5k", "mnist_idx", "natural_patches", "ucr")
 
 
 @pytest.mark.parametrize("gz", [False, True])

@@ -1,0 +1,275 @@
+"""Sequence autoencoders on real time series: the job `aejax.jobs.sequence` (`config.trainer`).
+
+Tasks (`config.sequence.task`):
+- "anomaly" (a long series with per-point labels, `kdd_tsad_135`): z-normalise with the statistics of the
+  normal training prefix, cut it into sliding windows (`window`, `stride`); the last `heldout_fraction` of the
+  prefix gives held-out normal windows for the EncDec-AD Gaussian. The points after the prefix are windowed with
+  `score_stride` and scored by reconstruction error and by the Mahalanobis distance of the error vector
+  (`aejax.analysis.sequence_anomaly`); ROC / PR AUC and aeon's range-based metrics go into results.json, the
+  per-point scores into scores.npz, the figure into anomaly_scores.png.
+- "classes" (a UCR set, `ucr/<name>`): z-normalise with train statistics and train on whole series (masked
+  when their lengths differ). With `one_class` = c >= 0 only class c's training series are used and every test
+  series is scored by its reconstruction error per value (ROC AUC, positives: the other classes). Otherwise a
+  logistic-regression probe on the codes is compared with one on the raw series; latent.png shows the codes.
+Both write reconstructions.png, loss_curves.png, results.json; training goes through the one loop
+(`aejax.loop.run`, checkpoints in the workdir, resumable).
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+
+from aejax import loop, optim, plots, sharding
+from aejax import train as train_lib
+from aejax import train_step as ts
+from aejax.analysis import embedding, sequence_anomaly, sequence_plots
+from aejax.data import datasets, pipeline, series
+from aejax.likelihoods import get_likelihood
+from aejax.metric_writer import read_metrics
+from aejax.models import get_model
+from aejax.objectives import from_config as objective_from_config
+
+TASKS = ("anomaly", "classes")
+
+
+class SequenceData(NamedTuple):
+    """Packed splits of a run; for "anomaly" also the scored part of the series and its windows.
+
+    Attributes:
+      train, test: packed `Split`s ([N, T, C + 1]). heldout: packed normal windows for the error Gaussian.
+      values: [T1, C] the scored series, normalised; anomaly: [T1] its labels; starts: [W] its windows' starts;
+      offset: index of values[0] in the whole series.
+    """
+
+    train: datasets.Split
+    test: datasets.Split
+    heldout: datasets.Split | None = None
+    values: np.ndarray | None = None
+    anomaly: np.ndarray | None = None
+    starts: np.ndarray | None = None
+    offset: int = 0
+
+
+def anomaly_data(
+    prefix, rest, anomaly, *, window, stride, score_stride, heldout_fraction, offset=0
+) -> SequenceData:
+    """Windows of a normal prefix [T0, C] (fit + held-out) and of the scored rest [T1, C] with labels [T1].
+
+    Raises:
+      ValueError: on NaN/inf in either part, a window longer than the fit part, held-out part or the rest, or
+        a heldout_fraction outside (0, 1) - all before any training.
+    """
+    series.check_finite(prefix, what="the training prefix")
+    series.check_finite(rest, what="the scored series")
+    if not 0.0 < heldout_fraction < 1.0:
+        raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}.")
+    norm = series.ZNorm.fit(prefix[None])
+    prefix, rest = norm.apply(prefix), norm.apply(rest)
+    cut = int(round(len(prefix) * (1.0 - heldout_fraction)))
+    fit, _ = series.sliding_windows(prefix[:cut], window, stride)
+    held, _ = series.sliding_windows(prefix[cut:], window, stride)
+    test, starts = series.sliding_windows(rest, window, score_stride)
+    return SequenceData(
+        series.to_split(fit),
+        series.to_split(test),
+        series.to_split(held),
+        rest,
+        np.asarray(anomaly),
+        starts,
+        offset,
+    )
+
+
+def load_sequence_data(config: ml_collections.ConfigDict) -> SequenceData:
+    """The data of `config` (task, dataset and windows of `config.sequence`), validated before training.
+
+    Raises:
+      KeyError: for an unknown task; ValueError: see `anomaly_data`, `series.pack`, or a one_class label the
+        training split lacks.
+    """
+    s = config.sequence
+    if s.task not in TASKS:
+        raise KeyError(f"Unknown config.sequence.task {s.task!r}. Known: {', '.join(TASKS)}.")
+    if s.task == "anomaly":
+        train = series.load_anomaly_series(config.dataset, "train", data_dir=config.data_dir)
+        whole = series.load_anomaly_series(config.dataset, "test", data_dir=config.data_dir)
+        n = len(train.values)
+        return anomaly_data(
+            train.values,
+            whole.values[n:],
+            whole.anomaly[n:],
+            window=s.window,
+            stride=s.stride,
+            score_stride=s.score_stride,
+            heldout_fraction=s.heldout_fraction,
+            offset=n,
+        )
+    load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
+    train, test = (datasets.load_split(config.dataset, split, **load) for split in ("train", "test"))
+    norm = series.ZNorm.fit(train.x, train.lengths)
+
+    def packed(split: datasets.Split, keep=None) -> datasets.Split:
+        keep = np.arange(len(split.x)) if keep is None else keep
+        lengths = None if split.lengths is None else split.lengths[keep]
+        return datasets.Split(
+            series.pack(norm.apply(split.x[keep]), lengths), split.labels[keep], lengths, "series"
+        )
+
+    if s.one_class >= 0:
+        keep = np.flatnonzero(train.labels == s.one_class)
+        if not len(keep):
+            raise ValueError(f"one_class={s.one_class}: no training series of that class in {config.dataset}.")
+        return SequenceData(packed(train, keep), packed(test))
+    return SequenceData(packed(train), packed(test))
+
+
+def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str):
+    """Trains `config.model_name` on data.train through the one loop; returns (model, variables, likelihood,
+    objective, loop result, mesh)."""
+    mesh = sharding.make_mesh()
+    ndev = mesh.devices.size
+    n = len(data.train.x)
+    batch = min(config.batch_size, n - n % ndev)  # one-class subsets can be smaller than the batch
+    if batch < 1:
+        raise ValueError(f"{n} training series cannot fill a batch on {ndev} devices.")
+    loader = pipeline.InMemoryLoader(data.train.x, data.train.labels, global_batch_size=batch, seed=config.seed)
+    settings = loop.LoopSettings.from_config(config, loader.steps_per_epoch)
+    settings = dataclasses.replace(settings, batch_size=batch)
+    model = get_model(config.model_name, input_shape=tuple(data.train.x.shape[1:]), **config.model)
+    likelihood = get_likelihood(config.likelihood)
+    objective = objective_from_config(config, model, likelihood)
+    tx = optim.make_optimizer(config.optimizer, settings.num_steps)
+    init_fn = train_lib.make_init_fn(model, tx, data.train.x.shape[1:], mesh, jax.random.key(config.seed))
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    result = loop.run(
+        settings=settings,
+        mesh=mesh,
+        objective=objective,
+        tx=tx,
+        init_fn=init_fn,
+        loader=loader,
+        workdir=workdir,
+        eval_data=(data.test.x, data.test.labels),
+        eval_seed=config.seed,
+        meta={"dataset": config.dataset},
+    )
+    variables = jax.device_get({"params": result.state.params, **result.state.model_state})
+    return model, variables, likelihood, objective, result, mesh
+
+
+def _anomaly_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
+    s, window = config.sequence, data.test.x.shape[1]
+    recon, _ = sequence_anomaly.reconstruct(apply_fn, data.test.x, batch_size=config.eval_batch_size)
+    err = sequence_anomaly.step_errors(recon, data.test.x)  # [W, L, C]
+    held_recon, _ = sequence_anomaly.reconstruct(apply_fn, data.heldout.x, batch_size=config.eval_batch_size)
+    gaussian = sequence_anomaly.fit_error_gaussian(sequence_anomaly.step_errors(held_recon, data.heldout.x))
+    num = len(data.values)
+    scores = {
+        "recon_error": series.point_scores(np.square(err).mean(axis=-1), data.starts, window, num),
+        "encdec_ad": series.point_scores(
+            sequence_anomaly.mahalanobis_scores(gaussian, err), data.starts, window, num
+        ),
+    }
+    np.savez(
+        os.path.join(workdir, "scores.npz"), anomaly=data.anomaly, values=data.values, offset=data.offset, **scores
+    )
+    sequence_plots.detector_scores(
+        data.values[:, 0],
+        data.anomaly,
+        scores,
+        os.path.join(workdir, "anomaly_scores.png"),
+        offset=data.offset,
+        title=f"{config.dataset}: {config.model_name}",
+    )
+    sequence_plots.reconstructions(
+        data.test.x[..., :-1], recon, np.full(len(recon), window), os.path.join(workdir, "reconstructions.png")
+    )
+    out = {}
+    for name, sc in scores.items():
+        out.update(
+            {f"{name}/{k}": v for k, v in sequence_anomaly.detection_metrics(data.anomaly, sc, vus=s.vus).items()}
+        )
+    return out
+
+
+def _class_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    test = data.test
+    recon, test_codes = sequence_anomaly.reconstruct(apply_fn, test.x, batch_size=config.eval_batch_size)
+    lengths = test.lengths if test.lengths is not None else np.full(len(test.x), test.x.shape[1])
+    sequence_plots.reconstructions(
+        test.x[..., :-1],
+        recon,
+        lengths,
+        os.path.join(workdir, "reconstructions.png"),
+        titles=[f"label {y}" for y in test.labels],
+    )
+    if config.sequence.one_class >= 0:
+        err = sequence_anomaly.step_errors(recon, test.x)
+        score = np.square(err).sum(axis=(1, 2)) / (lengths * err.shape[-1])  # mean squared error per value
+        return {"one_class_roc_auc": float(roc_auc_score(test.labels != config.sequence.one_class, score))}
+    _, train_codes = sequence_anomaly.reconstruct(apply_fn, data.train.x, batch_size=config.eval_batch_size)
+    points, how = embedding.embed_2d(test_codes, config.analysis.embedding, seed=config.seed)
+    plots.latent_scatter(points, test.labels, os.path.join(workdir, "latent.png"), title=f"{how}, test set")
+    out = {}
+    raw = {
+        "code": (train_codes, test_codes),
+        "raw": (data.train.x.reshape(len(data.train.x), -1), test.x.reshape(len(test.x), -1)),
+    }
+    for name, (a, b) in raw.items():
+        probe = LogisticRegression(max_iter=2000).fit(a, data.train.labels)
+        out[f"probe_accuracy/{name}"] = float(probe.score(b, test.labels))
+    return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Loads and checks the data, trains, scores; writes and returns results.json.
+
+    Returns:
+      {"test_nll", "test_sq_err", "test_mse" (free-running reconstruction of the test series / windows, summed
+      over valid steps and channels; mse per value), and for "anomaly" "<score>/<metric>" for score in
+      recon_error, encdec_ad; for "classes" "one_class_roc_auc" or "probe_accuracy/code" and ".../raw"}.
+
+    Raises:
+      ValueError / KeyError: bad data or config, before training (see `load_sequence_data`).
+    """
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    data = load_sequence_data(config)
+    t0 = time.perf_counter()
+    model, variables, likelihood, objective, result, mesh = train(config, data, workdir)
+    ev = result.last_eval or loop.evaluate(
+        result.state,
+        ts.make_eval_step(objective.eval_fn, mesh),
+        data.test.x,
+        data.test.labels,
+        mesh,
+        config.eval_batch_size,
+        seed=config.seed,
+    )
+    results = {
+        "dataset": config.dataset,
+        "model": config.model_name,
+        "num_train": len(data.train.x),
+        "num_test": len(data.test.x),
+        "num_steps": int(jax.device_get(result.state.step)),
+        **ev.means("test_"),
+        "train_time_s": result.train_time_s,
+    }
+    apply_fn = sequence_anomaly.reconstruct_fn(model, variables)
+    task = _anomaly_results if config.sequence.task == "anomaly" else _class_results
+    results.update(task(config, data, apply_fn, workdir))
+    results["total_time_s"] = round(time.perf_counter() - t0, 2)
+    plots.loss_curves(read_metrics(workdir), os.path.join(workdir, "loss_curves.png"))
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    return results

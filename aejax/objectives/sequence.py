@@ -1,0 +1,75 @@
+"""The masked sequence autoencoder objective: decoder NLL of the valid steps only.
+
+loss = mean_B sum_{t < L_b} sum_c -log p(x_{b,t,c} | decoder output), on packed series [B, T, C + 1]
+(`aejax.data.series.pack`). Padding (t >= L_b) has weight 0 and its values are replaced by zeros before the
+likelihood, so whatever it holds changes neither the loss, nor its gradient, nor the evaluation metrics; with
+the encoder's `seq_lengths` and the reversed decoder (`aejax.models.sequence`) a padded sequence scores exactly
+what the same sequence scores alone.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from aejax.data.batch import Batch
+from aejax.data.series import unpack
+from aejax.likelihoods import Likelihood
+from aejax.models.base import AbstractAutoencoder
+from aejax.objectives import OBJECTIVES, Objective
+from aejax.objectives.autoencoder import apply_train
+from aejax.train_step import EvalOutput
+
+
+def masked_terms(likelihood: Likelihood, output: jax.Array, packed: jax.Array) -> dict[str, jax.Array]:
+    """Per-sequence terms of decoder output [B, T, C] against packed targets [B, T, C + 1].
+
+    Returns:
+      {"nll": [B] nats summed over valid steps and channels, "sq_err": [B] squared error of the mean
+      reconstruction summed over valid steps and channels, "mse": [B] sq_err / (L_b C), per valid value}.
+    """
+    x, mask = unpack(packed)
+    weights = jnp.broadcast_to(mask[..., None], x.shape)  # [B, T, C]
+    x = jnp.where(weights > 0, x, 0.0)
+    output = jnp.where(weights > 0, output, 0.0)
+    sq = jnp.square(likelihood.mean(output) - x) * weights
+    sq_err = sq.reshape(len(x), -1).sum(axis=1)
+    return {
+        "nll": likelihood.nll(output, x, weights),
+        "sq_err": sq_err,
+        "mse": sq_err / weights.reshape(len(x), -1).sum(axis=1),
+    }
+
+
+def make_loss_fn(model: AbstractAutoencoder, likelihood: Likelihood):
+    """loss_fn(params, model_state, batch, rng, step) -> ([] mean masked NLL, ({"loss/nll", "loss/mse"}, state)),
+    the model in training mode (teacher forcing when the model uses it)."""
+
+    def loss_fn(params, model_state, batch: Batch, rng: jax.Array, step: jax.Array):
+        del step
+        outputs, new_state = apply_train(model, params, model_state, batch.x, rng)
+        terms = masked_terms(likelihood, outputs.decoder_output, batch.x)
+        nll = terms["nll"].mean()
+        return nll, ({"loss/nll": nll, "loss/mse": terms["mse"].mean()}, new_state)
+
+    return loss_fn
+
+
+def make_eval_fn(model: AbstractAutoencoder, likelihood: Likelihood):
+    """eval_fn(params, model_state, batch, rng) -> EvalOutput(metrics {"nll", "sq_err", "mse"} [B], code [B, K]),
+    evaluation mode (a recurrent decoder runs free)."""
+
+    def eval_fn(params, model_state, batch: Batch, rng: jax.Array) -> EvalOutput:
+        del rng
+        outputs = model.apply({"params": params, **model_state}, batch.x)
+        return EvalOutput(metrics=masked_terms(likelihood, outputs.decoder_output, batch.x), code=outputs.code)
+
+    return eval_fn
+
+
+@OBJECTIVES.register("sequence")
+def from_config(
+    config: ml_collections.ConfigDict, model: AbstractAutoencoder, likelihood: Likelihood
+) -> Objective:
+    """The masked sequence objective (no corruption or penalties)."""
+    del config
+    return Objective(make_loss_fn(model, likelihood), make_eval_fn(model, likelihood))
