@@ -5,9 +5,11 @@
     runs.reanalyse("runs/mnist_ae", reports="sparsity")   # = python launch.py --workdir=... --eval_only
 
 Any workdir trained by `aejax.train.train_and_evaluate` is loadable (the main job, every config whose trainer
-is the default, and the stacked job's sub-runs `finetune/` and `random_init/`).
+is the default, and the stacked job's sub-runs `finetune/` and `random_init/`). A job with its own layout
+(`aejax.jobs.sequence`) provides its own `reanalyse(workdir, reports=)`, which `reanalyse` hands the run to.
 """
 
+import importlib
 import json
 import os
 from typing import Any, NamedTuple
@@ -123,6 +125,10 @@ def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
       The updated results dict: "test_<metric>" from the fresh evaluation, the analysis numbers, and every
       other entry of the old results.json (timings) kept.
     """
+    trainer = load_config(workdir).get("trainer", "train")
+    job = importlib.import_module("aejax." + trainer)
+    if trainer != "train" and getattr(job, "reanalyse", None) is not None:  # a job with its own layout
+        return job.reanalyse(workdir, reports=reports)
     run = load_run(workdir)
     config = run.config
     if reports is not None:

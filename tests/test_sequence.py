@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from aejax import runs
 from aejax.analysis import sequence_anomaly
 from aejax.data import Batch, series
 from aejax.jobs import sequence as job
@@ -19,7 +20,7 @@ from aejax.likelihoods import get_likelihood
 from aejax.models import get_model
 from aejax.models.sequence import reverse_valid
 from aejax.objectives import sequence as seq_objective
-from configs import sequence_ae
+from configs import seq2seq
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LENGTHS = np.array([9, 4, 6])
@@ -176,7 +177,7 @@ def _synthetic(seed=0, num=2200, prefix=800, start=1500, width=40):
 
 
 def _small_config(**sequence):
-    c = sequence_ae.get_config("runlocal,conv1d")
+    c = seq2seq.get_config("runlocal,conv1d")
     with c.unlocked():
         c.sequence.update(sequence)
         c.num_train_steps = 100
@@ -213,7 +214,7 @@ def test_long_window_or_nan_is_an_error_before_training(tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         series.pack(np.full((1, 5, 1), np.nan), None)
     # Through the job: a window longer than kdd_tsad_135's held-out prefix fails with no checkpoint written.
-    config = sequence_ae.get_config("runlocal")
+    config = seq2seq.get_config("runlocal")
     with config.unlocked():
         config.sequence.window = 400
     with pytest.raises(ValueError, match="longer than the series"):
@@ -223,7 +224,7 @@ def test_long_window_or_nan_is_an_error_before_training(tmp_path):
 
 def test_runlocal_launch_end_to_end(tmp_path, assert_figure):
     workdir = tmp_path / "run"
-    cmd = [sys.executable, "launch.py", "--config=configs/sequence_ae.py:runlocal", f"--workdir={workdir}"]
+    cmd = [sys.executable, "launch.py", "--config=configs/seq2seq.py:runlocal", f"--workdir={workdir}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads((workdir / "results.json").read_text())
@@ -235,3 +236,11 @@ def test_runlocal_launch_end_to_end(tmp_path, assert_figure):
     assert scores["anomaly"].sum() == 12  # the labelled anomaly of InternalBleeding16
     for fig in ("anomaly_scores.png", "reconstructions.png", "loss_curves.png"):
         assert_figure(workdir / fig)
+    # --eval_only re-scores the finished run without training: same step, same scores, config.json untouched.
+    config_json = (workdir / "config.json").read_text()
+    again = runs.reanalyse(str(workdir))
+    assert again["num_steps"] == 10 and (workdir / "config.json").read_text() == config_json
+    np.testing.assert_allclose(again["encdec_ad/roc_auc"], r["encdec_ad/roc_auc"], rtol=1e-6)
+    np.testing.assert_allclose(again["test_sq_err"], r["test_sq_err"], rtol=1e-6)
+    with pytest.raises(ValueError, match="no per-run reports"):
+        runs.reanalyse(str(workdir), reports="anomaly")

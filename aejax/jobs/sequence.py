@@ -25,7 +25,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from aejax import loop, optim, plots, sharding
+from aejax import checkpoint, loop, optim, plots, runs, sharding
 from aejax import train as train_lib
 from aejax import train_step as ts
 from aejax.analysis import embedding, sequence_anomaly, sequence_plots
@@ -129,9 +129,10 @@ def load_sequence_data(config: ml_collections.ConfigDict) -> SequenceData:
     return SequenceData(packed(train), packed(test))
 
 
-def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str):
-    """Trains `config.model_name` on data.train through the one loop; returns (model, variables, likelihood,
-    objective, loop result, mesh)."""
+def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str, *, write_config: bool = True):
+    """Trains `config.model_name` on data.train through the one loop (resuming from the workdir's newest
+    checkpoint; nothing is trained when it already holds the config's steps); returns (model, variables,
+    likelihood, objective, loop result, mesh). `write_config=False` leaves the workdir's config.json as it is."""
     mesh = sharding.make_mesh()
     ndev = mesh.devices.size
     n = len(data.train.x)
@@ -146,8 +147,9 @@ def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str):
     objective = objective_from_config(config, model, likelihood)
     tx = optim.make_optimizer(config.optimizer, settings.num_steps)
     init_fn = train_lib.make_init_fn(model, tx, data.train.x.shape[1:], mesh, jax.random.key(config.seed))
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    if write_config:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
     result = loop.run(
         settings=settings,
         mesh=mesh,
@@ -231,7 +233,7 @@ def _class_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
     return out
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, write_config: bool = True) -> dict:
     """Loads and checks the data, trains, scores; writes and returns results.json.
 
     Returns:
@@ -246,7 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     os.makedirs(workdir, exist_ok=True)
     data = load_sequence_data(config)
     t0 = time.perf_counter()
-    model, variables, likelihood, objective, result, mesh = train(config, data, workdir)
+    model, variables, likelihood, objective, result, mesh = train(config, data, workdir, write_config=write_config)
     ev = result.last_eval or loop.evaluate(
         result.state,
         ts.make_eval_step(objective.eval_fn, mesh),
@@ -273,3 +275,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(results, f, indent=2)
     return results
+
+
+def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
+    """Re-scores a sequence run from its newest checkpoint without training (`launch.py --eval_only`): the
+    evaluation, the task's scores and figures, with the run's own config.json; results.json is rewritten.
+
+    Raises:
+      FileNotFoundError: without config.json or without checkpoints.
+      ValueError: if `reports` are asked for (the sequence job's analyses are its task's scores).
+    """
+    if reports:
+        raise ValueError(f"Sequence runs have no per-run reports (asked for {reports!r}); drop --reports.")
+    workdir = os.path.abspath(workdir)
+    config = runs.load_config(workdir)
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+    try:
+        step = ckpt.latest_step()
+    finally:
+        ckpt.close()
+    if step is None:
+        raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint.")
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.num_train_steps = step  # the checkpoint's own step: the loop restores it and trains nothing
+    return train_and_evaluate(config.lock(), workdir, write_config=False)

@@ -22,7 +22,7 @@ import numpy as np
 from aejax.analysis import sequence_anomaly, sequence_plots
 from aejax.data import datasets, series
 from aejax.jobs import sequence as job
-from configs import sequence_ae
+from configs import seq2seq
 
 WINDOW = 64
 ONE_CLASS_SETS = ("gunpoint", "arrowhead", "italypowerdemand")
@@ -31,14 +31,14 @@ KDD_MODELS = {"LSTM EncDec": "kdd", "GRU EncDec": "kdd,gru", "Conv1d AE": "kdd,c
 
 
 def run_ae(variant: str, out: str, overrides: dict | None = None) -> dict:
-    """Trains (or reads back) one autoencoder run of configs/sequence_ae.py and returns its results.json."""
+    """Trains (or reads back) one autoencoder run of configs/seq2seq.py and returns its results.json."""
     name = variant.replace(",", "_") + "".join(f"_{k.split('.')[-1]}{v}" for k, v in (overrides or {}).items())
     workdir = os.path.join(out, name)
     path = os.path.join(workdir, "results.json")
     if os.path.exists(path):
         with open(path) as f:
             return json.load(f) | {"workdir": workdir}
-    config = sequence_ae.get_config(variant)
+    config = seq2seq.get_config(variant)
     with config.unlocked():
         for key, value in (overrides or {}).items():
             section, field = key.split(".")
@@ -61,7 +61,7 @@ def kdd(out: str) -> tuple[dict, str]:
             if name == "LSTM EncDec":
                 scores[f"{name}\n{label}"] = npz[key]
     # The same split: z-normalised with the prefix's statistics, the scored points after the prefix.
-    cfg = sequence_ae.get_config("kdd")
+    cfg = seq2seq.get_config("kdd")
     d = job.load_sequence_data(cfg)
     prefix = (
         series.ZNorm.fit((p := series.load_anomaly_series("kdd_tsad_135", "train").values)[None])
@@ -107,7 +107,7 @@ def one_class(out: str) -> tuple[dict, str]:
 
     rows = {}
     for ds in ONE_CLASS_SETS:
-        cfg = sequence_ae.get_config(ds)
+        cfg = seq2seq.get_config(ds)
         tr, te = (datasets.load_split(cfg.dataset, s) for s in ("train", "test"))
         norm = series.ZNorm.fit(tr.x)
         xtr, xte = norm.apply(tr.x)[..., 0].astype(np.float64), norm.apply(te.x)[..., 0].astype(np.float64)
