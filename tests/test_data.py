@@ -163,7 +163,7 @@ def test_digits_match_sklearn(data_dir):
 
 
 def test_unknown_name_lists_bundled(data_dir):
-    with pytest.raises(KeyError, match="digits, mnist5k, mnist_idx") as info:
+    with pytest.raises(KeyError, match="digits, kdd_tsad_135, mnist5k, mnist_idx") as info:
         load_split("no_such_dataset", "train", data_dir=data_dir)
     assert "tfds build" in str(info.value)
 

@@ -115,7 +115,7 @@ def _read_all(source) -> Split:
 def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir: str | None = None) -> Split:
     """Loads a whole split into memory, preparing a bundled dataset on first use.
 
-    Bundled names (`BUNDLED`: `digits`, `mnist5k`, `mnist_idx`) are built with their TFDS builder
+    Bundled names (`BUNDLED`: every module of `aejax/data/builders`) are built with their TFDS builder
     into `data_dir` as array_record (once; later calls only read). Any other name goes to the TFDS
     catalog through `tfds.data_source` (needs the dataset prepared in `data_dir`, or TensorFlow and
     internet to prepare it).
