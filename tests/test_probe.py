@@ -1,0 +1,84 @@
+"""Linear probes: closed-form cases (codes that are the labels, codes that are noise), the labelled subsets, and
+the "probe" report on a finished runlocal run."""
+
+import json
+
+import numpy as np
+import pytest
+
+from aejax import runs, train
+from aejax.analysis import probe
+from configs import mnist_ae
+
+NUM_CLASSES = 10
+
+
+def _balanced_labels(per_class: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(np.repeat(np.arange(NUM_CLASSES), per_class))
+
+
+def test_codes_that_are_the_one_hot_labels_are_probed_perfectly():
+    train_y, test_y = _balanced_labels(50, 0), _balanced_labels(30, 1)
+    eye = np.eye(NUM_CLASSES)
+    reps = {"labels": probe.Representation(eye[train_y], eye[test_y])}
+    curves = probe.probe_curves(reps, train_y, test_y, labels_per_class=(1, 10, "all"), seeds=3)
+    for n in (1, 10, "all"):
+        assert curves["labels"][n]["accuracies"] == [1.0] * (1 if n == "all" else 3)
+
+
+def test_codes_that_are_noise_are_probed_at_chance():
+    # Test codes independent of the (exactly balanced) test labels: the number correct is Binomial-like with
+    # mean M / 10 whatever the classifier does; 4 standard deviations of Binomial(M, 0.1).
+    rng = np.random.default_rng(0)
+    train_y, test_y = _balanced_labels(100, 2), _balanced_labels(200, 3)
+    m = len(test_y)
+    train_x, test_x = rng.normal(size=(len(train_y), 16)), rng.normal(size=(m, 16))
+    acc = probe.probe_accuracy(train_x, train_y, test_x, test_y)
+    assert abs(acc - 0.1) < 4 * np.sqrt(0.1 * 0.9 / m)
+
+
+def test_labelled_subset_has_n_per_class_and_is_seed_deterministic():
+    labels = np.random.default_rng(0).integers(0, NUM_CLASSES, size=1000)
+    for n in (1, 7, 40):
+        rows = probe.labelled_subset(labels, n, seed=3)
+        assert len(np.unique(rows)) == len(rows) == n * NUM_CLASSES
+        np.testing.assert_array_equal(np.bincount(labels[rows], minlength=NUM_CLASSES), n)
+        np.testing.assert_array_equal(rows, probe.labelled_subset(labels, n, seed=3))
+        assert not np.array_equal(rows, probe.labelled_subset(labels, n, seed=4))
+    np.testing.assert_array_equal(probe.labelled_subset(labels, "all", seed=0), np.arange(1000))
+    with pytest.raises(ValueError, match="fewer than n=1000"):
+        probe.labelled_subset(labels, 1000, seed=0)
+    assert probe.parse_labels_per_class("1, 10,all") == (1, 10, "all")
+    with pytest.raises(ValueError, match="positive integers"):
+        probe.parse_labels_per_class("1,ten")
+
+
+@pytest.fixture(scope="module")
+def runlocal_run(tmp_path_factory):
+    """A finished runlocal run (20 steps) of the main job's config, with a small probe setting."""
+    config = mnist_ae.get_config("runlocal")
+    config.unlock()
+    config.data_dir = str(tmp_path_factory.mktemp("tfds"))
+    config.analysis.probe_labels_per_class = "1,all"
+    config.analysis.probe_seeds = 2
+    config.lock()
+    workdir = str(tmp_path_factory.mktemp("run"))
+    train.train_and_evaluate(config, workdir)
+    return workdir
+
+
+def test_probe_report_on_a_finished_run(runlocal_run, assert_figure):
+    # `launch.py --workdir=DIR --eval_only --reports=probe` is this call.
+    results = runs.reanalyse(runlocal_run, reports="probe")
+    with open(f"{runlocal_run}/results.json") as f:
+        assert json.load(f) == results
+    assert results["probe/labels_per_class"] == ["1", "all"] and results["probe/code_dim"] == 8
+    for rep in ("encoder", "random_init", "pca", "pixels"):
+        for n in ("n1", "nall"):
+            assert 0.0 <= results[f"probe/{rep}/{n}/accuracy_mean"] <= 1.0
+        assert results[f"probe/{rep}/nall/accuracy_std"] == 0.0  # one subset
+    # Raw pixels with every label: far above chance (10%) on MNIST digits for any linear classifier worth the name.
+    assert results["probe/pixels/nall/accuracy_mean"] > 0.8
+    with open(f"{runlocal_run}/probe.json") as f:
+        assert len(json.load(f)["encoder"]["n1"]["accuracies"]) == 2
+    assert_figure(f"{runlocal_run}/probe.png")
