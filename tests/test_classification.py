@@ -1,13 +1,18 @@
-"""Linear probes: closed-form cases (codes that are the labels, codes that are noise), the labelled subsets, and
-the "probe" report on a finished runlocal run."""
+"""Few-label classification: linear probes in closed-form cases (codes that are the labels, codes that are
+noise), the labelled subsets, fine-tuning (the pretrained encoder is transplanted exactly; training goes through
+the loop and beats chance), and the "probe" and "finetune" reports on a finished runlocal run."""
 
 import json
+import os
 
+import jax
 import numpy as np
 import pytest
 
-from aejax import runs, train
+from aejax import loop, runs, train
 from aejax.analysis import probe
+from aejax.jobs import finetune
+from aejax.models import get_model
 from configs import mnist_ae
 
 NUM_CLASSES = 10
@@ -61,15 +66,36 @@ def runlocal_run(tmp_path_factory):
     config.data_dir = str(tmp_path_factory.mktemp("tfds"))
     config.analysis.probe_labels_per_class = "1,all"
     config.analysis.probe_seeds = 2
+    config.analysis.finetune_labels_per_class = "10"
+    config.analysis.finetune_steps = 60
+    config.analysis.pca_baseline = False  # not what is tested here
     config.lock()
     workdir = str(tmp_path_factory.mktemp("run"))
     train.train_and_evaluate(config, workdir)
     return workdir
 
 
-def test_probe_report_on_a_finished_run(runlocal_run, assert_figure):
-    # `launch.py --workdir=DIR --eval_only --reports=probe` is this call.
-    results = runs.reanalyse(runlocal_run, reports="probe")
+def test_transplant_gives_the_classifier_the_pretrained_encoder():
+    model = get_model("mlp", input_shape=(8, 8, 1), hidden=(12,), code_dim=4)
+    x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
+    pretrained = model.init(jax.random.key(1), x[:1])
+    classifier = finetune.Classifier(model, num_classes=NUM_CLASSES)
+    variables = finetune.transplant(classifier.init(jax.random.key(5), x[:1]), pretrained)
+    assert set(variables["params"]) == {"autoencoder", "head"}
+    assert set(variables["params"]["autoencoder"]) == {"encoder_0", "encoder_1"}  # the decoder is dropped
+    logits, code = classifier.apply(variables, x)
+    assert logits.shape == (16, NUM_CLASSES)
+    np.testing.assert_array_equal(code, model.apply(pretrained, x, method="encode"))
+    with pytest.raises(ValueError, match="do not fit the encoder at encoder_0/kernel"):
+        finetune.transplant(variables, {"params": {"encoder_0": {"kernel": np.zeros((3, 3))}}})
+
+
+def test_probe_and_finetune_reports_on_a_finished_run(runlocal_run, assert_figure, monkeypatch):
+    calls = []
+    real_run = loop.run
+    monkeypatch.setattr(loop, "run", lambda **kw: calls.append(kw["desc"]) or real_run(**kw))
+    # `launch.py --workdir=DIR --eval_only --reports=probe,finetune` is this call.
+    results = runs.reanalyse(runlocal_run, reports="probe,finetune")
     with open(f"{runlocal_run}/results.json") as f:
         assert json.load(f) == results
     assert results["probe/labels_per_class"] == ["1", "all"] and results["probe/code_dim"] == 8
@@ -82,3 +108,12 @@ def test_probe_report_on_a_finished_run(runlocal_run, assert_figure):
     with open(f"{runlocal_run}/probe.json") as f:
         assert len(json.load(f)["encoder"]["n1"]["accuracies"]) == 2
     assert_figure(f"{runlocal_run}/probe.png")
+
+    # Fine-tuning: both starts went through the shared loop (its checkpoints and eval metrics are there) and
+    # beat chance (error 0.9) by more than 4 binomial standard deviations of the 1,000 test digits.
+    assert sorted(calls) == ["fine-tune (pretrained, n=10)", "fine-tune (random, n=10)"]
+    assert results["finetune/n10/num_labels"] == 100 and results["finetune/num_steps"] == 60
+    for start in ("pretrained", "random"):
+        assert results[f"finetune/{start}/n10/test_error"] < 0.9 - 4 * np.sqrt(0.09 / 1000)
+        assert os.listdir(f"{runlocal_run}/classifier/{start}_n10/checkpoints") == ["60"]
+    assert_figure(f"{runlocal_run}/finetune.png")
