@@ -6,9 +6,13 @@ examples per class (n in {1, 10, 100, all}; several seeds of the subset for smal
 regression (scikit-learn) on the codes of those examples, accuracy on the whole test split. Every
 representation is probed on the same labelled subsets, so their curves differ only by the representation.
 
-Features are standardised with the mean and standard deviation of the *whole* train split's representation,
-which uses no labels (the autoencoder saw the same unlabelled images), so a 1-per-class probe does not divide
-by the spread of ten examples. The labels enter only here, never the autoencoder's training.
+Features are centred on the mean of the *whole* train split's representation and divided by one number, the root
+mean variance of its features (`Scaling`), which uses no labels (the autoencoder saw the same unlabelled images):
+the regulariser C then means the same for every representation, and a representation's geometry is kept, so an
+L2-regularised probe on all principal components equals the probe on the pixels (a rotation; tested). Per-feature
+standardisation would instead blow the low-variance principal components, mostly noise, up to unit variance
+(measured: PCA-500 of mnist5k, 400 labels, 44% error standardised). The labels enter only here, never the
+autoencoder's training.
 """
 
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +23,6 @@ import matplotlib
 import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from aejax.data import transforms
@@ -85,13 +88,30 @@ def labelled_subset(labels: np.ndarray, n: int | str, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
+class Scaling(NamedTuple):
+    """x -> (x - mean) / scale: mean [K] per feature, scale [] the root mean variance over the K features."""
+
+    mean: np.ndarray
+    scale: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Scaling":
+        """From the unlabelled features x [N, K] (a constant representation gets scale 1)."""
+        x = np.asarray(x, np.float64)
+        scale = float(np.sqrt(np.mean(x.var(axis=0))))
+        return cls(x.mean(axis=0), scale if scale > 0 else 1.0)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64) - self.mean) / self.scale
+
+
 def probe_accuracy(
     train_x: np.ndarray,
     train_y: np.ndarray,
     test_x: np.ndarray,
     test_y: np.ndarray,
     *,
-    scaler: StandardScaler | None = None,
+    scaler: Scaling | None = None,
     c: float = 1.0,
     max_iter: int = 1000,
 ) -> float:
@@ -100,7 +120,7 @@ def probe_accuracy(
     Args:
       train_x: [n, K] features of the labelled examples; train_y: [n] their labels.
       test_x: [M, K] features of the test examples; test_y: [M] their labels.
-      scaler: a fitted StandardScaler applied to both (default: none).
+      scaler: a fitted `Scaling` applied to both (default: none).
       c: sklearn's C, the inverse L2 weight, the same for every representation.
       max_iter: lbfgs iterations.
 
@@ -146,7 +166,7 @@ def probe_curves(
     Returns:
       {name: {n: {"mean": accuracy, "std": over seeds (0 for one subset), "accuracies": [per seed]}}}.
     """
-    scalers = {name: StandardScaler().fit(np.asarray(r.train, np.float64)) for name, r in representations.items()}
+    scalers = {name: Scaling.fit(r.train) for name, r in representations.items()}
     out = {name: {} for name in representations}
     with threadpool_limits(limits=1, user_api="blas"):
         _fill_curves(out, representations, scalers, train_labels, test_labels, labels_per_class, seeds, c)

@@ -13,6 +13,8 @@ metrics, evaluation of the test error every `eval_every` steps, which is logged,
     python launch.py --workdir=runs/mnist_ae --eval_only --reports=finetune     # the "finetune" report
 """
 
+import json
+import os
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -260,3 +262,49 @@ def finetune_run(
         settings=settings,
         workdir=out_dir,
     )
+
+
+def compare_starts(
+    workdir: str,
+    out_dir: str,
+    *,
+    labels_per_class: tuple = (40, probe.ALL),
+    starts: tuple[str, ...] = INITS,
+    seeds: int = 1,
+    settings: ml_collections.ConfigDict | None = None,
+) -> dict[str, dict]:
+    """`finetune_run` of a finished run for every start, n and seed s in 0..seeds-1 (s seeds the labelled subset,
+    the head, a random encoder init and the batch order), each in `<out_dir>/<start>_n<n>_seed<s>/`, whose
+    `finetune.json` is reused when it exists (an experiment's script re-run does not retrain).
+
+    Returns:
+      {f"{start}/n{n}": {"test_error_mean", "test_error_std" (over seeds, ddof 0), "runs": [FinetuneResult
+      dicts]}}.
+    """
+    base = settings or default_settings()
+    out = {}
+    for n in labels_per_class:
+        for start in starts:
+            runs_ = []
+            for seed in range(seeds):
+                run_dir = os.path.join(out_dir, f"{start}_n{n}_seed{seed}")
+                path = os.path.join(run_dir, "finetune.json")
+                if os.path.exists(path):
+                    with open(path) as f:
+                        runs_.append(json.load(f))
+                    continue
+                s = ml_collections.ConfigDict(base.to_dict())
+                s.seed = seed
+                res = finetune_run(
+                    workdir, init=start, labels_per_class=n, subset_seed=seed, settings=s, out_dir=run_dir
+                )
+                runs_.append(res.as_dict())
+                with open(path, "w") as f:
+                    json.dump(res.as_dict(), f, indent=2)
+            errors = [r["test_error"] for r in runs_]
+            out[f"{start}/n{n}"] = {
+                "test_error_mean": float(np.mean(errors)),
+                "test_error_std": float(np.std(errors)),
+                "runs": runs_,
+            }
+    return out
