@@ -93,18 +93,33 @@ def runlocal_run(tmp_path_factory):
     return workdir
 
 
-def test_transplant_gives_the_classifier_the_pretrained_encoder():
-    model = get_model("mlp", input_shape=(8, 8, 1), hidden=(12,), code_dim=4)
+@pytest.mark.parametrize(
+    "name, kwargs, encoder_keys",
+    [
+        ("mlp", dict(hidden=(12,), code_dim=4), {"encoder_0", "encoder_1"}),
+        (
+            "conv",
+            dict(features=(4,), code_dim=4, batch_norm=True),
+            {"encoder_conv_0", "encoder_bn_0", "encoder_code"},
+        ),
+        ("vae", dict(hidden=(12,), code_dim=4), {"encoder_0", "encoder_mu", "encoder_logvar"}),
+    ],
+)
+def test_transplant_gives_the_classifier_the_pretrained_encoder(name, kwargs, encoder_keys):
+    model = get_model(name, input_shape=(8, 8, 1), **kwargs)
     x = np.random.default_rng(0).random((16, 8, 8, 1), dtype=np.float32)
     pretrained = jax.jit(model.init)(jax.random.key(1), x[:1])  # jitted: an eager init compiles op by op
+    # Non-trivial BatchNorm statistics, so that their transplant is tested too.
+    pretrained = jax.tree.map(lambda a: a + 0.5, pretrained) if "batch_stats" in pretrained else pretrained
     classifier = finetune.Classifier(model, num_classes=NUM_CLASSES)
     variables = finetune.transplant(jax.jit(classifier.init)(jax.random.key(5), x[:1]), pretrained)
     assert set(variables["params"]) == {"autoencoder", "head"}
-    assert set(variables["params"]["autoencoder"]) == {"encoder_0", "encoder_1"}  # the decoder is dropped
+    assert set(variables["params"]["autoencoder"]) == encoder_keys  # the decoder is dropped
     logits, code = jax.jit(classifier.apply)(variables, x)
     assert logits.shape == (16, NUM_CLASSES)
-    np.testing.assert_allclose(code, model.apply(pretrained, x, method="encode"), rtol=1e-6, atol=1e-6)
-    with pytest.raises(ValueError, match="do not fit the encoder at encoder_0/"):
+    # The classifier's code is the autoencoder's (for the VAE: the posterior mean).
+    np.testing.assert_allclose(code, model.apply(pretrained, x, method="encode"), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit the encoder at"):
         finetune.transplant(variables, {"params": {"encoder_0": {"kernel": np.zeros((3, 3))}}})
 
 
