@@ -207,4 +207,4 @@ class BrokenCatalog(TinyUnlabelled):
 def test_catalog_failure_is_explained(data_dir):
     with pytest.raises(ValueError, match="no internet") as info:
         load_split("broken_catalog", "train", data_dir=data_dir)
-    assert "digits, mnist5k, mnist_idx" in str(info.value) and "tfds build" in str(info.value)
+    assert "digits, kdd_tsad_135, mnist5k, mnist_idx" in str(info.value) and "tfds build" in str(info.value)

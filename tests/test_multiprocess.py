@@ -146,7 +146,12 @@ def test_a_lost_process_stops_the_others_within_the_heartbeat_timeout(tmp_path, 
     waited = time.time() - killed_at
     log = (run / "process_0.log").read_text()
     assert code != 0
-    assert "stopped sending heartbeats" in log and "1" in log.split("stopped sending heartbeats")[-1][:200]
+    # Two ways the survivor learns of the loss, depending on where the kill lands: the coordination service's
+    # missed heartbeats, or gloo's transport failing mid-collective (a truncated message aborts the process).
+    missed = "stopped sending heartbeats"
+    heartbeat_stop = missed in log and "1" in log.split(missed)[-1][:200]
+    transport_stop = "gloo" in log and ("Received data size doesn't match" in log or "Connection closed" in log)
+    assert heartbeat_stop or transport_stop, log[-3000:]
     assert waited < heartbeat + 60, f"process 0 took {waited:.0f} s to notice"
     # The last complete checkpoint still restores.
     assert runs.load_run(str(run)).step >= 20
