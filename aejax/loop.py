@@ -142,11 +142,17 @@ class LoopSettings:
         )
 
 
-def resolve_steps_per_call(settings: LoopSettings, loader: pipeline.AbstractLoader) -> int:
-    """The K the loop uses: settings.steps_per_call, or for 0 ("auto") the largest divisor of the log, eval and
-    checkpoint intervals up to MAX_AUTO_STEPS_PER_CALL (e.g. 25 for intervals 50 / 500 / 500) when the loader
-    can serve batches from device memory, else 1. A function of the config alone, so a resumed run uses the K
-    of the run it continues.
+def resolve_steps_per_call(
+    settings: LoopSettings, loader: pipeline.AbstractLoader, slow_in_scan: set[str] | frozenset = frozenset()
+) -> tuple[int, str]:
+    """The K the loop uses and why: settings.steps_per_call, or for 0 ("auto") the largest divisor of the log,
+    eval and checkpoint intervals up to MAX_AUTO_STEPS_PER_CALL (e.g. 25 for intervals 50 / 500 / 500) when the
+    loader can serve batches from device memory and the step has no primitive that the backend runs slowly
+    inside a scan (`slow_in_scan`, from `train_step.slow_in_scan`: convolutions on CPU), else 1. A function of the
+    config, the model's primitives and the backend, so a resumed run uses the K of the run it continues.
+
+    Returns:
+      (K, a sentence saying why, for the log).
 
     Raises:
       ValueError: for K > 1 with a loader that cannot serve device-resident batches (not in memory, or with a
@@ -156,15 +162,27 @@ def resolve_steps_per_call(settings: LoopSettings, loader: pipeline.AbstractLoad
     k = settings.steps_per_call
     if k == 0:
         if not on_device:
-            return 1
+            return 1, "auto: the batches are made on the host each step"
+        if slow_in_scan:
+            return 1, (
+                f"auto: the step has {', '.join(sorted(slow_in_scan))}, which {jax.default_backend()} runs "
+                "several times slower inside a multi-step scan (benchmarks/bench_scan_unroll.py)"
+            )
         g = math.gcd(*(getattr(settings, name) for name in INTERVALS))
-        return max(d for d in range(1, min(g, MAX_AUTO_STEPS_PER_CALL) + 1) if g % d == 0)
+        k = max(d for d in range(1, min(g, MAX_AUTO_STEPS_PER_CALL) + 1) if g % d == 0)
+        return k, "auto: the largest divisor of the log, eval and checkpoint intervals up to 32"
     if k > 1 and not on_device:
         raise ValueError(
             f"config.steps_per_call={k} needs the training split in memory without a per-step transform "
             "(dynamic binarisation samples on the host each step); use steps_per_call=1."
         )
-    return k
+    if k > 1 and slow_in_scan:
+        return k, (
+            f"as configured, although the step has {', '.join(sorted(slow_in_scan))}, which "
+            f"{jax.default_backend()} runs several times slower inside a multi-step scan: steps_per_call=0 "
+            "(auto) or 1 is faster here"
+        )
+    return k, "as configured"
 
 
 class EvalResult(NamedTuple):
@@ -305,7 +323,12 @@ def run(
     if on_start is not None:
         on_start(start)
 
-    k = resolve_steps_per_call(settings, loader)
+    slow = set()
+    if settings.steps_per_call != 1 and isinstance(loader, pipeline.InMemoryLoader) and loader.transform is None:
+        slow = ts.slow_in_scan(objective.loss_fn, tx, state, loader.batch(start), jax.default_backend())
+    k, why = resolve_steps_per_call(settings, loader, slow)
+    if jax.process_index() == 0 and (k > 1 or slow):
+        tqdm.write(f"{desc}: {k} steps per jitted call ({why})")
     if k == 1:
         train_step = ts.make_train_step(
             objective.loss_fn, tx, mesh, project=objective.project, norms_every=settings.log_every

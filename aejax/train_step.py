@@ -15,6 +15,7 @@ from typing import Any
 
 import flax.struct
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -158,6 +159,41 @@ def make_train_step(
         out_shardings=(repl, repl),
         donate_argnums=0,
     )
+
+
+# Primitives that a backend runs far slower inside a while loop (the `lax.scan` of `make_multi_step`) than in
+# straight-line code. On XLA:CPU the kernel-gradient convolution of a conv layer is canonicalised to an Eigen
+# convolution (operands transposed) in straight-line code but not inside a loop body, where it falls back to a
+# naive loop nest: a conv AE step runs 3-14x slower inside a scan (benchmarks/bench_scan_unroll.py; the HLO shows
+# `dim_labels=b01f_01io->b01f` outside the loop and `f01b_i01o->01bf` inside). Dense layers, LSTM/GRU cells,
+# `lax.top_k`, max pooling and resizing were measured too and do not slow down in a scan.
+SLOW_IN_SCAN = {"cpu": frozenset({"conv_general_dilated"})}
+
+
+def primitive_names(jaxpr) -> set[str]:
+    """The names of every primitive of a (closed) jaxpr, including those of its sub-jaxprs (scan, cond, pjit,
+    custom_vjp bodies)."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            names |= primitive_names(sub)
+    return names
+
+
+def slow_in_scan(loss_fn: LossFn, tx: optax.GradientTransformation, state: TrainState, batch: Batch,
+                 platform: str) -> set[str]:  # fmt: skip
+    """The primitives of one update (`update_fn`) that `platform` runs slowly inside a scan (SLOW_IN_SCAN), found
+    by tracing the update on `state` and `batch` (shapes only; nothing is computed).
+
+    Returns:
+      A set of primitive names, empty when K steps per call are safe on `platform`.
+    """
+    slow = SLOW_IN_SCAN.get(platform, frozenset())
+    if not slow:
+        return set()
+    return primitive_names(jax.make_jaxpr(update_fn(loss_fn, tx))(state, batch)) & slow
 
 
 @functools.lru_cache(maxsize=64)

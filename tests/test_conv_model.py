@@ -1,6 +1,7 @@
 """ConvAutoencoder: shapes, parameter count, a numpy reference forward pass, BatchNorm statistics, row
 independence in eval mode, the encoder Jacobian against finite differences, and its error messages."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -224,3 +225,22 @@ def test_batch_shape_mismatch_names_both_shapes():
         model.apply(variables, jnp.zeros((2, 8, 8, 2)))
     with pytest.raises(ValueError, match=r"Code shape \(2, 4\) is not \[B, code_dim=3\]"):
         model.apply(variables, jnp.zeros((2, 4)), method="decode")
+
+
+@pytest.mark.parametrize("s", [2, 3])
+def test_pool_and_upsample_equal_flax_max_pool_and_nearest_resize(s):
+    """The reshape forms of the "pool" mode equal the library ops they replace (flax's max_pool, jax.image's
+    nearest resize), and so do their gradients on data without ties."""
+    model = ConvAutoencoder(input_shape=(6 * s, 6 * s, 1), features=(3,), strides=s, downsample="pool", code_dim=2)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 6 * s, 6 * s, 1)))
+    h = jax.random.normal(jax.random.key(1), (2, 6 * s, 6 * s, 3))  # continuous: no ties almost surely
+    pool = lambda h: model.apply(variables, h, method=ConvAutoencoder._max_pool)
+    ref_pool = lambda h: nn.max_pool(h, (s, s), strides=(s, s))
+    np.testing.assert_array_equal(pool(h), ref_pool(h))
+    w = jax.random.normal(jax.random.key(2), (2, 6, 6, 3))
+    np.testing.assert_allclose(
+        jax.grad(lambda h: jnp.sum(pool(h) * w))(h), jax.grad(lambda h: jnp.sum(ref_pool(h) * w))(h), rtol=1e-6
+    )
+    g = jax.random.normal(jax.random.key(3), (2, 5, 4, 3))
+    up = model.apply(variables, g, method=ConvAutoencoder._upsample)
+    np.testing.assert_array_equal(up, jax.image.resize(g, (2, 5 * s, 4 * s, 3), method="nearest"))

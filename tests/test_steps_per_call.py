@@ -14,7 +14,7 @@ from aejax.data import pipeline, transforms
 from aejax.likelihoods import get_likelihood
 from aejax.models import get_model
 from aejax.objectives import autoencoder
-from configs import mnist_ae, sparse
+from configs import conv_ae, mnist_ae, sparse
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,10 @@ def _assert_close_params(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("base, variant", [(mnist_ae, "runlocal"), (sparse, "l1,runlocal")])
+@pytest.mark.parametrize(
+    "base, variant",
+    [(mnist_ae, "runlocal"), (sparse, "l1,runlocal"), (conv_ae, "runlocal")],
+)
 def test_k8_trains_like_k1(tmp_path, data_dir, base, variant):
     results = {}
     for k in (1, 8):
@@ -174,13 +177,44 @@ def test_auto_chooses_a_divisor_of_the_intervals_and_refuses_host_transforms():
     plain = pipeline.InMemoryLoader(x, np.zeros(64, np.int32), global_batch_size=8, seed=0)
     auto = loop.LoopSettings(num_steps=1000, batch_size=8, log_every=50, eval_every=500, checkpoint_every=500,
                              steps_per_call=0)  # fmt: skip
-    assert loop.resolve_steps_per_call(auto, plain) == 25  # the largest divisor of 50 up to 32
+    assert loop.resolve_steps_per_call(auto, plain)[0] == 25  # the largest divisor of 50 up to 32
+    k, why = loop.resolve_steps_per_call(auto, plain, {"conv_general_dilated"})
+    assert k == 1 and "conv_general_dilated" in why  # a step the backend runs slowly inside a scan: one per call
     binarized = pipeline.InMemoryLoader(
         x, np.zeros(64, np.int32), global_batch_size=8, seed=0,
         transform=transforms.dynamic_binarizer(transforms.Transforms(binarize="dynamic"), seed=0),
     )  # fmt: skip
-    assert loop.resolve_steps_per_call(auto, binarized) == 1  # host-side sampling each step: one step per call
+    assert loop.resolve_steps_per_call(auto, binarized)[0] == 1  # host-side sampling each step: one step per call
     explicit = loop.LoopSettings(num_steps=80, batch_size=8, log_every=8, eval_every=8, checkpoint_every=8,
                                  steps_per_call=8)  # fmt: skip
     with pytest.raises(ValueError, match="dynamic binarisation"):
         loop.resolve_steps_per_call(explicit, binarized)
+
+
+@pytest.mark.parametrize(
+    "model_name, kwargs, has_conv",
+    [
+        ("mlp", dict(hidden=(5,), code_dim=3), False),
+        ("conv", dict(features=(2,), code_dim=3, downsample="pool"), True),
+        ("conv", dict(features=(2,), code_dim=3, downsample="stride"), True),
+    ],
+)
+def test_slow_in_scan_finds_the_convolutions_of_a_step(model_name, kwargs, has_conv):
+    shape = (4, 4, 1)
+    model = get_model(model_name, input_shape=shape, **kwargs)
+    lik = get_likelihood("bernoulli")
+    tx = _small_problem()[4]  # Adam
+    state = ts.init_state(model.init(jax.random.key(0), jnp.zeros((1, *shape)))["params"], tx, jax.random.key(1))
+    batch = pipeline.InMemoryLoader(
+        np.zeros((8, *shape), np.float32), np.zeros(8, np.int32), global_batch_size=4, seed=0
+    ).batch(0)
+    loss_fn = autoencoder.make_loss_fn(model, lik)
+    assert ts.slow_in_scan(loss_fn, tx, state, batch, "cpu") == ({"conv_general_dilated"} if has_conv else set())
+    assert ts.slow_in_scan(loss_fn, tx, state, batch, "gpu") == set()  # measured only on XLA:CPU
+
+
+def test_auto_runs_a_conv_model_one_step_per_call_on_cpu(tmp_path, data_dir):
+    config = _config(data_dir, conv_ae, "runlocal", k=0)
+    config.num_train_steps = 16
+    results = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert results["steps_per_call"] == (1 if jax.default_backend() == "cpu" else 8)
