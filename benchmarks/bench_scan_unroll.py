@@ -138,9 +138,9 @@ def make_variants(name, k, unrolls):
 
     def step(state, xb):
         params, stats, opt = state
-        (l, upd), g = jax.value_and_grad(loss, has_aux=True)(params, stats, xb)
+        (loss_value, upd), g = jax.value_and_grad(loss, has_aux=True)(params, stats, xb)
         u, opt = tx.update(g, opt, params)
-        return (optax.apply_updates(params, u), upd or stats, opt), l
+        return (optax.apply_updates(params, u), upd or stats, opt), loss_value
 
     params = variables["params"]
     stats = {k_: v for k_, v in variables.items() if k_ != "params"}
@@ -158,8 +158,8 @@ def make_variants(name, k, unrolls):
     def loop_one():
         s = state0
         for i in range(k):
-            s, l = one(s, x_dev, idx[i])
-        return l
+            s, loss_value = one(s, x_dev, idx[i])
+        return loss_value
 
     variants["K=1"] = loop_one
     for u in unrolls:
@@ -188,7 +188,9 @@ def main():
         for v, fn in variants.items():
             rows[(name, v)] = fn
             compile_s[(name, v)] = cs[v]
-        print(f"{name}: first call (compile + run) " + ", ".join(f"{v} {t:.1f}s" for v, t in cs.items()), flush=True)
+        print(
+            f"{name}: first call (compile + run) " + ", ".join(f"{v} {t:.1f}s" for v, t in cs.items()), flush=True
+        )
     times = {key: [] for key in rows}
     keys = list(rows)
     order = np.random.default_rng(0)
