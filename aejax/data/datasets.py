@@ -3,40 +3,23 @@
 Every bundled set fits in memory, so a split is read once into numpy (the loaders in
 `aejax.data.pipeline` batch it); nothing is cached here besides what TFDS writes to `data_dir`. The reader
 returns what the builder stores: the input under "image", "series" or "features" (or the dataset's supervised
-input key), the labels, and a "length" feature when there is one.
+input key), the labels, and a "length" feature when there is one (as `Split.mask`).
 """
 
 import importlib
 import pkgutil
-from typing import NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from aejax.data import builders
+from aejax.data.batch import Split, mask_from_lengths
 
 _CHUNK = 1024
 
 
 # Record keys of the model input, by kind of data; the kind decides which analyses apply (image rows, filters).
 INPUT_KEYS = {"image": "image", "series": "series", "features": "vector"}
-
-
-class Split(NamedTuple):
-    """One split in memory, as the builder stores it (no scaling; see `aejax.data.transforms`).
-
-    Attributes:
-      x: [N, *example_shape] the model inputs as stored: images [N, H, W, C] (uint8 0..255 for the digit
-        sets, float for patches), series [N, T, C], feature vectors [N, D].
-      labels: [N] int32 class labels (-1 where the dataset has none).
-      lengths: optional [N] int32 valid lengths along axis 1 (variable-length series; padding after them).
-      kind: "image", "series" or "vector": what x holds.
-    """
-
-    x: np.ndarray
-    labels: np.ndarray
-    lengths: np.ndarray | None = None
-    kind: str = "vector"
 
 
 def _discover_bundled() -> tuple[str, ...]:
@@ -107,7 +90,7 @@ def _read_all(source) -> Split:
     return Split(
         x=np.concatenate(xs),
         labels=y,
-        lengths=np.concatenate(lengths).astype(np.int32) if has_length else None,
+        mask=mask_from_lengths(np.concatenate(lengths), xs[0].shape[1]) if has_length else None,
         kind=INPUT_KEYS.get(input_key, "vector"),
     )
 
@@ -130,7 +113,7 @@ def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir
         None -> `<data_dir>/downloads/manual/`.
 
     Returns:
-      `Split(x, labels [N] int32, lengths, kind)` with x as the builder stores it (e.g. uint8 pixels 0..255);
+      `Split(x, labels [N] int32, mask, kind)` with x as the builder stores it (e.g. uint8 pixels 0..255);
       the config's transforms (`aejax.data.transforms`) scale or binarise it.
 
     Raises:
