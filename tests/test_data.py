@@ -47,8 +47,32 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("tfds"))
 
 
-def test_bundled_names_are_discovered():
-    assert BUNDLED == ("digits", "kdd_tsad_135", "mnist5k", "mnist_idx", "natural_patches", "ucr")
+def test_every_bundled_builder_is_registered_under_its_module_name(tmp_path):
+    import importlib
+    import inspect
+    import pkgutil
+
+    from aejax.data import builders
+    from aejax.data.datasets import INPUT_KEYS
+
+    # Independently of BUNDLED: the modules of aejax/data/builders that define a concrete TFDS builder.
+    defining = set()
+    for info in pkgutil.iter_modules(builders.__path__):
+        module = importlib.import_module(f"{builders.__name__}.{info.name}")
+        classes = inspect.getmembers(module, inspect.isclass)
+        if any(
+            issubclass(c, tfds.core.GeneratorBasedBuilder)
+            and c.__module__ == module.__name__
+            and not inspect.isabstract(c)
+            for _, c in classes
+        ):
+            defining.add(info.name)
+    assert set(BUNDLED) == defining and BUNDLED == tuple(sorted(BUNDLED))
+    for name in BUNDLED:  # each registers its builder under its module name, with an input the reader knows
+        cls = tfds.builder_cls(name)
+        config = cls.BUILDER_CONFIGS[0].name if cls.BUILDER_CONFIGS else None
+        features = cls(data_dir=str(tmp_path), config=config).info.features
+        assert set(features) & set(INPUT_KEYS), (name, sorted(features))
 
 
 @pytest.mark.parametrize("gz", [False, True])
