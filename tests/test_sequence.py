@@ -277,3 +277,35 @@ def test_raw_probe_baseline_does_not_see_the_lengths(tmp_path):
     model, variables, *_ = job.train(config, data, str(tmp_path))
     out = job._class_results(config, data, sequence_anomaly.reconstruct_fn(model, variables), str(tmp_path))
     assert out["probe_accuracy/raw"] <= 0.5 + 1e-9  # identical rows: the majority class of a balanced set
+
+
+def test_masked_series_train_alike_one_step_or_five_per_call(tmp_path):
+    # The K-step scan gathers x, labels and the mask on the device; a wrong mask row would change the loss.
+    rng = np.random.default_rng(0)
+    n, t = 32, 8
+    lengths = 2 + np.arange(n) % (t - 1)
+    mask = mask_from_lengths(lengths, t)
+    x = (rng.normal(size=(n, t, 2)) * mask[..., None]).astype(np.float32)
+    split = Split(x, np.zeros(n, np.int32), mask, "series")
+    params, losses = [], []
+    for k in (1, 5):
+        config = seq2seq.get_config("runlocal,conv1d")  # compiles in a fraction of the LSTM's time
+        with config.unlocked():
+            config.steps_per_call = k
+        (tmp_path / f"k{k}").mkdir()
+        *_, result, _ = job.train(config, job.SequenceData(split, split), str(tmp_path / f"k{k}"))
+        assert result.steps_per_call == k
+        params.append(jax.device_get(result.state.params))
+        losses.append(result.last_eval.means()["nll"])
+    for a, b in zip(jax.tree.leaves(params[0]), jax.tree.leaves(params[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+    # Training without the mask (padding taken as valid zeros) moves the parameters elsewhere, by far more than
+    # the scan's reassociation does: the mask reached the loss on both paths.
+    (tmp_path / "nomask").mkdir()
+    unmasked = job.train(config, job.SequenceData(split._replace(mask=None), split), str(tmp_path / "nomask"))
+
+    def max_diff(p, q):
+        return max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(q), strict=True))
+
+    assert max_diff(jax.device_get(unmasked[4].state.params), params[1]) > max(10 * max_diff(*params), 1e-5)
