@@ -268,6 +268,10 @@ def test_per_series_standardisation_matches_scipy_on_the_valid_steps():
         assert np.all(out[row, n:] == 0)  # padding stays zero
     with pytest.raises(ValueError, match="series"):
         transforms.apply(Split(x[:, :, 0], np.zeros(3, np.int32)), t, train=True)
+    # A constant channel (float32 0.1 leaves a rounding residue in its std) stays near 0, not blown up to +-1.
+    constant = np.full((2, 7, 1), 0.1, np.float32)
+    assert np.abs(transforms.per_series(constant)).max() < 1e-6
+    assert np.abs(transforms.Standardizer.fit(constant).apply(constant)).max() < 1e-6
 
 
 def test_standardize_refuses_binarisation_and_unknown_names():

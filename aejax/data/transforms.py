@@ -112,12 +112,18 @@ class Standardizer(NamedTuple):
         """Fits on x [N, ..., F], pooled over every axis but the last; with a mask [N, T] (series [N, T, F])
         only the valid steps count."""
         values = x.reshape(-1, x.shape[-1]) if mask is None else x[mask > 0]  # [M, F]
-        std = values.std(axis=0)
-        return cls(values.mean(axis=0), np.where(std > 0, std, 1.0))
+        mean = values.mean(axis=0)
+        return cls(mean, _nonzero_std(values.std(axis=0), mean))
 
     def apply(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
         """[N, ..., F] -> [N, ..., F] float32 standardised; padding (mask 0) set to zero."""
         return _zero_padding(((x - self.mean) / self.std).astype(np.float32), mask)
+
+
+def _nonzero_std(std: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    # A constant feature leaves a rounding residue (std 7e-9 for seven float32 0.1s), not 0: treat a std within
+    # a few float32 ulps of the mean as 0, and divide by 1 there.
+    return np.where(std > 4 * np.finfo(np.float32).eps * np.abs(mean), std, 1.0)
 
 
 def _zero_padding(x: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -137,7 +143,7 @@ def per_series(x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     w = w[..., None] / w.sum(axis=1)[:, None, None]  # [N, T, 1] weights of the valid steps, summing to 1
     mean = (x * w).sum(axis=1, keepdims=True)
     std = np.sqrt((np.square(x - mean) * w).sum(axis=1, keepdims=True))
-    return _zero_padding(((x - mean) / np.where(std > 0, std, 1.0)).astype(np.float32), mask)
+    return _zero_padding(((x - mean) / _nonzero_std(std, mean)).astype(np.float32), mask)
 
 
 def fit(train: Split, t: Transforms) -> Standardizer | None:

@@ -118,6 +118,8 @@ def load_sequence_data(config: ml_collections.ConfigDict) -> SequenceData:
         raise KeyError(f"Unknown config.sequence.task {s.task!r}. Known: {', '.join(TASKS)}.")
     t = transforms.Transforms.from_config(config.get("transforms", DEFAULT_TRANSFORMS))
     if s.task == "anomaly":
+        if t.binarize != "none":  # the windows are cut from z-normalised values, never binarised
+            raise ValueError(f"config.transforms.binarize={t.binarize!r} does not apply to the anomaly task.")
         train = series.load_anomaly_series(config.dataset, "train", data_dir=config.data_dir)
         whole = series.load_anomaly_series(config.dataset, "test", data_dir=config.data_dir)
         n = len(train.values)
