@@ -205,7 +205,15 @@ class EvalResult(NamedTuple):
 
 
 def evaluate(
-    state: ts.TrainState, eval_step, x: np.ndarray, labels: np.ndarray, mesh: Mesh, batch_size: int, *, seed=0
+    state: ts.TrainState,
+    eval_step,
+    x: np.ndarray,
+    labels: np.ndarray,
+    mesh: Mesh,
+    batch_size: int,
+    *,
+    seed=0,
+    mask: np.ndarray | None = None,
 ) -> EvalResult:
     """The objective's eval over a whole split, in order; batch i draws from fold_in(key(seed), i).
 
@@ -215,12 +223,13 @@ def evaluate(
       x: [N, *input_shape] inputs; labels: [N].
       mesh: the data mesh; batch_size: rows per batch (padded to a multiple of the devices).
       seed: seed of the evaluation randomness (stochastic bounds, sampled scores), fixed so evaluation repeats.
+      mask: optional [N, T] step validity of variable-length series (`Split.mask`), carried on each batch.
     """
     t0 = time.perf_counter()
     outs = []
     rng = jax.random.key(seed)
     for i, (batch, num_valid) in enumerate(
-        pipeline.eval_batches(x, labels, batch_size=batch_size, multiple_of=mesh.devices.size)
+        pipeline.eval_batches(x, labels, batch_size=batch_size, multiple_of=mesh.devices.size, mask=mask)
     ):
         global_batch = sharding.to_global(sharding.host_rows(batch), mesh)
         out = eval_step(state.params, state.model_state, global_batch, jax.random.fold_in(rng, i))
@@ -269,7 +278,7 @@ def run(
     init_fn: Callable[[], ts.TrainState],
     loader: pipeline.AbstractLoader,
     workdir: str | None,
-    eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+    eval_data: tuple[np.ndarray, ...] | None = None,
     eval_seed: int = 0,
     meta: dict[str, Any] | None = None,
     desc: str = "train",
@@ -286,8 +295,8 @@ def run(
       loader: the training batches, a pure function of the step.
       workdir: where `checkpoints/`, `metrics.jsonl` and `tb/` go; None keeps nothing on disk (a run that
         cannot resume, e.g. the many small DAEs of a score sweep).
-      eval_data: (x [N, ...], labels [N]) evaluated every `eval_every` steps and at the end, logged as
-        "eval/<metric>" means; None skips evaluation.
+      eval_data: (x [N, ...], labels [N]) or (x, labels, mask [N, T] or None) evaluated every `eval_every`
+        steps and at the end, logged as "eval/<metric>" means; None skips evaluation.
       eval_seed: seed of `evaluate`.
       meta: extra JSON-able facts stored with every checkpoint (e.g. the dataset or the layer).
       desc: the progress bar's label.
@@ -337,7 +346,8 @@ def run(
         multi_step = ts.make_multi_step(
             objective.loss_fn, tx, mesh, project=objective.project, norms_every=settings.log_every
         )
-        device_split = sharding.replicate((loader.x, loader.labels), mesh)  # once; batches are gathered on device
+        # Once; batches are gathered on device.
+        device_split = sharding.replicate((loader.x, loader.labels, loader.mask), mesh)
     eval_step = ts.make_eval_step(objective.eval_fn, mesh) if eval_data is not None else None
     writer = MetricWriter(workdir) if workdir is not None else None
     window, window_start, last, ev = [], start, {}, None
@@ -382,7 +392,17 @@ def run(
                     bar.set_postfix(loss=f"{m['loss']:.4g}", ex_per_s=f"{m['examples_per_s']:.0f}")
                 if eval_step is not None and (done % settings.eval_every == 0 or final):
                     t_eval = time.perf_counter()
-                    ev = evaluate(state, eval_step, *eval_data, mesh, settings.eval_batch_size, seed=eval_seed)
+                    x_eval, labels_eval, mask_eval = (*eval_data, None)[:3]
+                    ev = evaluate(
+                        state,
+                        eval_step,
+                        x_eval,
+                        labels_eval,
+                        mesh,
+                        settings.eval_batch_size,
+                        seed=eval_seed,
+                        mask=mask_eval,
+                    )
                     if writer:
                         writer.write(done, ev.means("eval/"))
                     paused += time.perf_counter() - t_eval  # not training time

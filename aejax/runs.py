@@ -143,6 +143,7 @@ def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
         run.mesh,
         config.eval_batch_size,
         seed=config.seed,
+        mask=run.test_split.mask,
     )
     path = os.path.join(run.workdir, "results.json")
     results = {}

@@ -41,9 +41,8 @@ def load_data(config: ml_collections.ConfigDict) -> tuple[datasets.Split, datase
     train_split = datasets.load_split(config.dataset, "train", **load)
     # .get: runs saved before the field existed trained on every class.
     train_split = classes.select_classes(train_split, classes.parse_classes(config.get("train_classes", "")))
-    train_split = transforms.apply(train_split, t, train=True)
-    test_split = transforms.apply(datasets.load_split(config.dataset, "test", **load), t, train=False)
-    return train_split, test_split
+    test_split = datasets.load_split(config.dataset, "test", **load)
+    return transforms.apply_splits(train_split, test_split, t)  # z-normalisation statistics from train_split
 
 
 def setup_run(config: ml_collections.ConfigDict, workdir: str):
@@ -75,6 +74,7 @@ def make_loader(config, split: datasets.Split, *, seed: int) -> pipeline.InMemor
         process_index=jax.process_index(),
         process_count=jax.process_count(),
         transform=transforms.dynamic_binarizer(t, seed, jax.process_index()),
+        mask=split.mask,
     )
 
 
@@ -195,7 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_
             init_fn=init_fn,
             loader=b.loader,
             workdir=workdir,
-            eval_data=(test_split.x, test_split.labels),
+            eval_data=(test_split.x, test_split.labels, test_split.mask),
             eval_seed=config.seed,
             meta={"dataset": config.dataset},
             on_start=on_start,
@@ -216,7 +216,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, init_
     if ev is None:
         eval_step = ts.make_eval_step(b.objective.eval_fn, mesh)
         ev = loop.evaluate(result.state, eval_step, *(test_split.x, test_split.labels), mesh,
-                           config.eval_batch_size, seed=config.seed)  # fmt: skip
+                           config.eval_batch_size, seed=config.seed, mask=test_split.mask)  # fmt: skip
     results = {
         "dataset": config.dataset,
         "num_train": int(len(train_split.labels)),

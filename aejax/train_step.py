@@ -211,10 +211,10 @@ def make_multi_step(
     `fold_in(rng, step)` and, given the loader's indices, the same rows.
 
     Returns:
-      multi_step(state, x [N, ...], labels [N], indices [K, B] int32) -> (new_state, metrics {name: [K]}):
-      x and labels replicated (the whole split on every device; each device computes only its rows of each
-      batch), indices the global batch rows of the K steps; K is the leading size of `indices` (a new K
-      compiles once more). The old state is donated.
+      multi_step(state, x [N, ...], labels [N], mask [N, T] or None, indices [K, B] int32) -> (new_state,
+      metrics {name: [K]}): x, labels and mask (`Split.mask`) replicated (the whole split on every device; each
+      device computes only its rows of each batch), indices the global batch rows of the K steps; K is the
+      leading size of `indices` (a new K compiles once more). The old state is donated.
 
     Raises:
       ValueError: if norms_every < 1.
@@ -222,15 +222,15 @@ def make_multi_step(
     update = update_fn(loss_fn, tx, project=project, norms_every=norms_every)
     data = sharding.batch_sharded(mesh)
 
-    def multi_step(state: TrainState, x: jax.Array, labels: jax.Array, indices: jax.Array):
+    def multi_step(state: TrainState, x: jax.Array, labels: jax.Array, mask: jax.Array | None, indices: jax.Array):
         def one(state, rows):
-            batch = Batch(x=jnp.take(x, rows, axis=0), label=jnp.take(labels, rows, axis=0))
+            batch = Batch(*(None if a is None else jnp.take(a, rows, axis=0) for a in (x, labels, mask)))
             return update(state, jax.lax.with_sharding_constraint(batch, data))
 
         return jax.lax.scan(one, state, indices)
 
     repl = sharding.replicated(mesh)
-    return jax.jit(multi_step, in_shardings=(repl, repl, repl, repl), out_shardings=(repl, repl), donate_argnums=0)
+    return jax.jit(multi_step, in_shardings=(repl,) * 5, out_shardings=(repl, repl), donate_argnums=0)
 
 
 def window_means(window: list[dict]) -> dict[str, float]:

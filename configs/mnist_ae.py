@@ -29,9 +29,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Classes of the train split to keep: "" all, "3" or "1,7" (the one-class protocol of anomaly detection,
     # aejax/analysis/reports/anomaly.py); the test split is never filtered.
     c.train_classes = ""
-    # Declared input transforms (aejax/data/transforms.py): scale "auto" (uint8 / 255) or "none"; binarize
-    # "none", "static" (x > threshold) or "dynamic" (a fresh Bernoulli sample of each training batch).
-    c.transforms = ml_collections.ConfigDict(dict(scale="auto", binarize="none", threshold=0.5))
+    # Declared input transforms (aejax/data/transforms.py): scale "auto" (uint8 / 255) or "none"; standardize
+    # "none", "per_feature" (z-normalisation with train statistics) or "per_series"; binarize "none", "static"
+    # (x > threshold) or "dynamic" (a fresh Bernoulli sample of each training batch).
+    c.transforms = ml_collections.ConfigDict(
+        dict(scale="auto", standardize="none", binarize="none", threshold=0.5)
+    )
 
     c.model_name = "mlp"
     c.model = ml_collections.ConfigDict(

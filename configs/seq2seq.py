@@ -68,6 +68,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         )
     else:
         c.model = ml_collections.ConfigDict(dict(features=(16, 32), kernel_size=5, code_dim=16))
+    # z-normalisation per channel with the statistics of the training series (anomaly: of the normal prefix).
+    c.transforms = ml_collections.ConfigDict(dict(scale="none", standardize="per_feature"))
     c.likelihood = "gaussian"  # sigma = 1 on z-normalised values: half the squared error plus a constant
     c.objective = "sequence"
 

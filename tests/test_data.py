@@ -47,8 +47,32 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("tfds"))
 
 
-def test_bundled_names_are_discovered():
-    assert BUNDLED == ("digits", "kdd_tsad_135", "mnist5k", "mnist_idx", "natural_patches", "ucr")
+def test_every_bundled_builder_is_registered_under_its_module_name(tmp_path):
+    import importlib
+    import inspect
+    import pkgutil
+
+    from aejax.data import builders
+    from aejax.data.datasets import INPUT_KEYS
+
+    # Independently of BUNDLED: the modules of aejax/data/builders that define a concrete TFDS builder.
+    defining = set()
+    for info in pkgutil.iter_modules(builders.__path__):
+        module = importlib.import_module(f"{builders.__name__}.{info.name}")
+        classes = inspect.getmembers(module, inspect.isclass)
+        if any(
+            issubclass(c, tfds.core.GeneratorBasedBuilder)
+            and c.__module__ == module.__name__
+            and not inspect.isabstract(c)
+            for _, c in classes
+        ):
+            defining.add(info.name)
+    assert set(BUNDLED) == defining and BUNDLED == tuple(sorted(BUNDLED))
+    for name in BUNDLED:  # each registers its builder under its module name, with an input the reader knows
+        cls = tfds.builder_cls(name)
+        config = cls.BUILDER_CONFIGS[0].name if cls.BUILDER_CONFIGS else None
+        features = cls(data_dir=str(tmp_path), config=config).info.features
+        assert set(features) & set(INPUT_KEYS), (name, sorted(features))
 
 
 @pytest.mark.parametrize("gz", [False, True])
@@ -208,3 +232,70 @@ def test_catalog_failure_is_explained(data_dir):
     with pytest.raises(ValueError, match="no internet") as info:
         load_split("broken_catalog", "train", data_dir=data_dir)
     assert "digits, kdd_tsad_135, mnist5k, mnist_idx" in str(info.value) and "tfds build" in str(info.value)
+
+
+def test_per_feature_standardisation_uses_train_statistics_only():
+    from aejax.data import Split
+
+    rng = np.random.default_rng(0)
+    train_x = rng.normal(3.0, [1.0, 5.0, 0.1], size=(200, 3))
+    test_x = rng.normal(-2.0, 2.0, size=(50, 3))
+    test_x[:, 2] = 7.0  # a constant test feature: only the train statistics matter
+    t = transforms.Transforms.from_config(dict(scale="none", standardize="per_feature"))
+    train, test = transforms.apply_splits(Split(train_x, np.zeros(200, np.int32)), Split(test_x, np.zeros(50)), t)
+    mean, std = train_x.mean(axis=0), train_x.std(axis=0)  # the reference, in float64
+    np.testing.assert_allclose(train.x, (train_x - mean) / std, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(test.x, (test_x - mean) / std, rtol=1e-5, atol=1e-5)
+    assert train.x.dtype == test.x.dtype == np.float32
+    with pytest.raises(ValueError, match="train statistics"):
+        transforms.apply(Split(test_x, np.zeros(50)), t, train=False)
+
+
+def test_per_series_standardisation_matches_scipy_on_the_valid_steps():
+    from scipy.stats import zscore
+
+    from aejax.data import Split
+    from aejax.data.batch import mask_from_lengths
+
+    rng = np.random.default_rng(1)
+    lengths = np.array([6, 3, 9])
+    mask = mask_from_lengths(lengths, 9)
+    x = np.where(mask[..., None] > 0, rng.normal(4.0, 3.0, size=(3, 9, 2)), 0.0).astype(np.float32)
+    t = transforms.Transforms(scale="none", standardize="per_series")
+    out = transforms.apply(Split(x, np.zeros(3, np.int32), mask, "series"), t, train=True).x
+    for row, n in zip(range(3), lengths, strict=True):
+        np.testing.assert_allclose(out[row, :n], zscore(x[row, :n].astype(np.float64), axis=0), atol=1e-5)
+        assert np.all(out[row, n:] == 0)  # padding stays zero
+    with pytest.raises(ValueError, match="series"):
+        transforms.apply(Split(x[:, :, 0], np.zeros(3, np.int32)), t, train=True)
+    # A constant channel (float32 0.1 leaves a rounding residue in its std) stays near 0, not blown up to +-1.
+    constant = np.full((2, 7, 1), 0.1, np.float32)
+    assert np.abs(transforms.per_series(constant)).max() < 1e-6
+    assert np.abs(transforms.Standardizer.fit(constant).apply(constant)).max() < 1e-6
+
+
+def test_standardize_refuses_binarisation_and_unknown_names():
+    with pytest.raises(ValueError, match="binarize"):
+        transforms.Transforms.from_config(dict(standardize="per_feature", binarize="static"))
+    with pytest.raises(ValueError, match="per_feature, per_series"):
+        transforms.Transforms.from_config(dict(standardize="per_channel"))
+
+
+def test_loaders_carry_the_mask_with_its_rows():
+    from aejax.data import InMemoryLoader, eval_batches
+    from aejax.data.batch import mask_from_lengths
+
+    n, t = 20, 7
+    lengths = 1 + np.arange(n) % t
+    x = np.broadcast_to(np.arange(n, dtype=np.float32)[:, None, None], (n, t, 1)).copy()  # row index as value
+    mask = mask_from_lengths(lengths, t)
+    loader = InMemoryLoader(x, np.arange(n, dtype=np.int32), global_batch_size=8, seed=0, mask=mask)
+    for step in (0, 1, 3):
+        batch = loader.batch(step)
+        rows = batch.x[:, 0, 0].astype(int)
+        np.testing.assert_array_equal(batch.mask.sum(axis=1), lengths[rows])
+    batches = list(eval_batches(x, np.zeros(n, np.int32), batch_size=6, multiple_of=4, mask=mask))
+    got = np.concatenate([b.mask[:k] for b, k in batches])
+    np.testing.assert_array_equal(got, mask)
+    with pytest.raises(ValueError, match=r"mask must be \[N, T\]"):
+        InMemoryLoader(x, np.zeros(n, np.int32), global_batch_size=8, seed=0, mask=mask[:, :3])

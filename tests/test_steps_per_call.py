@@ -117,7 +117,7 @@ def test_the_scan_sees_the_host_loaders_batches():
     multi = ts.make_multi_step(loss_fn, tx, mesh)
     steps = range(4, 12)  # crosses an epoch boundary (6 steps per epoch)
     rows = np.stack([loader.global_rows(s) for s in steps]).astype(np.int32)
-    _, metrics = multi(state, *sharding.replicate((x, labels), mesh), rows)
+    _, metrics = multi(state, *sharding.replicate((x, labels, None), mesh), rows)
     for i, s in enumerate(steps):
         host = loader.batch(s)
         np.testing.assert_array_equal(x[loader.global_rows(s)], host.x)

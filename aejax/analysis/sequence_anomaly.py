@@ -15,41 +15,43 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aejax.data.series import unpack
-
 
 def reconstruct_fn(model, variables) -> Callable:
-    """The jitted x [B, T, C + 1] -> (reconstruction [B, T, C], code [B, K]) of a model in evaluation mode."""
-    return jax.jit(lambda x: (lambda o: (o.decoder_output, o.code))(model.apply(variables, x)))
+    """The jitted (x [B, T, C], mask [B, T] or None) -> (reconstruction [B, T, C], code [B, K]) of a model in
+    evaluation mode."""
+    return jax.jit(lambda x, mask: (lambda o: (o.decoder_output, o.code))(model.apply(variables, x, mask=mask)))
 
 
-def reconstruct(apply_fn: Callable, packed: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation-mode reconstructions of packed series in batches of one shape (one compilation).
+def reconstruct(
+    apply_fn: Callable, x: np.ndarray, mask: np.ndarray | None = None, *, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation-mode reconstructions of series in batches of one shape (one compilation).
 
     Args:
       apply_fn: `reconstruct_fn(model, variables)`.
-      packed: [N, T, C + 1].
+      x: [N, T, C] series; mask: [N, T] their valid steps (`Split.mask`), None: every step.
       batch_size: rows per call; every batch is padded to it.
 
     Returns:
       (reconstruction [N, T, C] zero on padding, code [N, K]).
     """
-    n = len(packed)
+    n = len(x)
     recons, codes = [], []
     for start in range(0, n, batch_size):
-        chunk = packed[start : start + batch_size]
         # Every batch is padded to batch_size with copies of its first row, so one shape compiles once.
-        pad = np.repeat(chunk[:1], batch_size - len(chunk), axis=0)
-        r, c = apply_fn(jnp.asarray(np.concatenate([chunk, pad])))
-        recons.append(np.asarray(r)[: len(chunk)])
-        codes.append(np.asarray(c)[: len(chunk)])
+        stop = min(start + batch_size, n)
+        rows = np.concatenate([np.arange(start, stop), np.full(start + batch_size - stop, start)])
+        r, c = apply_fn(jnp.asarray(x[rows]), None if mask is None else jnp.asarray(mask[rows]))
+        recons.append(np.asarray(r)[: stop - start])
+        codes.append(np.asarray(c)[: stop - start])
     return np.concatenate(recons), np.concatenate(codes)
 
 
-def step_errors(recon: np.ndarray, packed: np.ndarray) -> np.ndarray:
-    """[N, T, C] absolute errors |x - x^| of the valid steps, 0 on padding."""
-    x, mask = unpack(packed)
-    return np.abs(x - recon) * mask[..., None]
+def step_errors(recon: np.ndarray, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """[N, T, C] absolute errors |x - x^| of series x [N, T, C] on the valid steps of mask [N, T] (None: all),
+    0 on padding."""
+    err = np.abs(x - recon)
+    return err if mask is None else err * mask[..., None]
 
 
 def fit_error_gaussian(errors: np.ndarray):

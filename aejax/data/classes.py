@@ -36,7 +36,7 @@ def select_classes(split: Split, classes: tuple[int, ...]) -> Split:
       classes: class labels to keep.
 
     Returns:
-      A Split with x, labels (and lengths) restricted to those rows.
+      A Split with x, labels (and mask) restricted to those rows.
 
     Raises:
       ValueError: if a class does not occur in the split's labels (the message lists the ones that do).
@@ -48,5 +48,5 @@ def select_classes(split: Split, classes: tuple[int, ...]) -> Split:
     if missing:
         raise ValueError(f"train_classes {missing} do not occur in the data; its classes are {sorted(present)}.")
     keep = np.isin(split.labels, np.asarray(classes))
-    lengths = None if split.lengths is None else split.lengths[keep]
-    return split._replace(x=split.x[keep], labels=split.labels[keep], lengths=lengths)
+    mask = None if split.mask is None else split.mask[keep]
+    return split._replace(x=split.x[keep], labels=split.labels[keep], mask=mask)

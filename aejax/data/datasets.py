@@ -3,40 +3,23 @@
 Every bundled set fits in memory, so a split is read once into numpy (the loaders in
 `aejax.data.pipeline` batch it); nothing is cached here besides what TFDS writes to `data_dir`. The reader
 returns what the builder stores: the input under "image", "series" or "features" (or the dataset's supervised
-input key), the labels, and a "length" feature when there is one.
+input key), the labels, and a "length" feature when there is one (as `Split.mask`).
 """
 
 import importlib
 import pkgutil
-from typing import NamedTuple
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from aejax.data import builders
+from aejax.data import arrays, builders
+from aejax.data.batch import Split, mask_from_lengths
 
 _CHUNK = 1024
 
 
 # Record keys of the model input, by kind of data; the kind decides which analyses apply (image rows, filters).
 INPUT_KEYS = {"image": "image", "series": "series", "features": "vector"}
-
-
-class Split(NamedTuple):
-    """One split in memory, as the builder stores it (no scaling; see `aejax.data.transforms`).
-
-    Attributes:
-      x: [N, *example_shape] the model inputs as stored: images [N, H, W, C] (uint8 0..255 for the digit
-        sets, float for patches), series [N, T, C], feature vectors [N, D].
-      labels: [N] int32 class labels (-1 where the dataset has none).
-      lengths: optional [N] int32 valid lengths along axis 1 (variable-length series; padding after them).
-      kind: "image", "series" or "vector": what x holds.
-    """
-
-    x: np.ndarray
-    labels: np.ndarray
-    lengths: np.ndarray | None = None
-    kind: str = "vector"
 
 
 def _discover_bundled() -> tuple[str, ...]:
@@ -107,7 +90,7 @@ def _read_all(source) -> Split:
     return Split(
         x=np.concatenate(xs),
         labels=y,
-        lengths=np.concatenate(lengths).astype(np.int32) if has_length else None,
+        mask=mask_from_lengths(np.concatenate(lengths), xs[0].shape[1]) if has_length else None,
         kind=INPUT_KEYS.get(input_key, "vector"),
     )
 
@@ -118,11 +101,11 @@ def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir
     Bundled names (`BUNDLED`: every module of `aejax/data/builders`) are built with their TFDS builder
     into `data_dir` as array_record (once; later calls only read). Any other name goes to the TFDS
     catalog through `tfds.data_source` (needs the dataset prepared in `data_dir`, or TensorFlow and
-    internet to prepare it).
+    internet to prepare it). "arrays:<dir>" reads .npy / .npz arrays without a builder (`aejax.data.arrays`).
 
     Args:
-      name: dataset name, e.g. "mnist5k", "natural_patches/12x12" (bundled, with a builder config), or a
-        TFDS catalog name such as "mnist".
+      name: dataset name, e.g. "mnist5k", "natural_patches/12x12" (bundled, with a builder config), a
+        TFDS catalog name such as "mnist", or "arrays:/abs/dir" (numpy arrays).
       split: TFDS split, e.g. "train", "test", "train[:10%]".
       data_dir: TFDS data directory; None -> TFDS default (`TFDS_DATA_DIR` or
         `~/tensorflow_datasets`).
@@ -130,15 +113,17 @@ def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir
         None -> `<data_dir>/downloads/manual/`.
 
     Returns:
-      `Split(x, labels [N] int32, lengths, kind)` with x as the builder stores it (e.g. uint8 pixels 0..255);
+      `Split(x, labels [N] int32, mask, kind)` with x as the builder stores it (e.g. uint8 pixels 0..255);
       the config's transforms (`aejax.data.transforms`) scale or binarise it.
 
     Raises:
       KeyError: if `name` is neither bundled nor in the TFDS catalog (the message lists `BUNDLED`).
       ValueError: if a catalog dataset cannot be prepared or read, or the split is empty.
       FileNotFoundError: if `mnist_idx`'s IDX files are missing (the message says where to put
-        them).
+        them), or an array file is (see `arrays.load`, which also raises ValueError naming a bad file).
     """
+    if arrays.is_arrays(name):
+        return arrays.load(name, split)
     if name.split("/")[0] in BUNDLED:
         return _read_all(_bundled_source(name, split, data_dir, manual_dir))
     base = name.split(":")[0].split("/")[0]  # "mnist:3.0.1", "mnist/config" -> "mnist"

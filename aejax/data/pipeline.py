@@ -97,6 +97,7 @@ class InMemoryLoader(AbstractLoader):
       x: [N, *input_shape] float32 inputs (e.g. a transformed `Split.x`).
       labels: [N] int32 labels.
       global_batch_size: B; `batch` returns B / process_count rows.
+      mask: optional [N, T] float32 step validity of variable-length series (`Split.mask`), batched with x.
       seed: shuffle seed; epoch e uses `np.random.default_rng([seed, e]).permutation(N)`.
       process_index: this host's index (`jax.process_index()`).
       process_count: number of hosts (`jax.process_count()`).
@@ -117,9 +118,11 @@ class InMemoryLoader(AbstractLoader):
         process_index: int = 0,
         process_count: int = 1,
         transform: StepTransform | None = None,
+        mask: np.ndarray | None = None,
     ):
         if len(x) != len(labels):
             raise ValueError(f"{len(x)} inputs but {len(labels)} labels.")
+        _check_mask(x, mask)
         super().__init__(
             len(x),
             global_batch_size=global_batch_size,
@@ -129,6 +132,7 @@ class InMemoryLoader(AbstractLoader):
         )
         self.x = x
         self.labels = labels
+        self.mask = mask
         self.transform = transform
         self._epoch, self._perm = -1, np.empty((0,), np.int64)
 
@@ -148,14 +152,14 @@ class InMemoryLoader(AbstractLoader):
         return self.permutation(epoch)[start : start + self.global_batch_size]
 
     def batch(self, step: int) -> Batch:
-        """Returns this host's `Batch(x [B/P, ...], label [B/P])` of global step `step`."""
+        """Returns this host's `Batch(x [B/P, ...], label [B/P], mask [B/P, T] or None)` of global step `step`."""
         epoch, index = self._locate(step)
         start = index * self.global_batch_size + self.process_index * self.local_batch_size
         rows = self.permutation(epoch)[start : start + self.local_batch_size]
         x = self.x[rows]
         if self.transform is not None:
             x = self.transform(x, step)
-        return Batch(x=x, label=self.labels[rows])
+        return Batch(x=x, label=self.labels[rows], mask=None if self.mask is None else self.mask[rows])
 
 
 class GrainLoader(AbstractLoader):
@@ -231,8 +235,13 @@ class GrainLoader(AbstractLoader):
         return Batch(x=x, label=label)
 
 
+def _check_mask(x: np.ndarray, mask: np.ndarray | None) -> None:
+    if mask is not None and (x.ndim < 2 or mask.shape != x.shape[:2]):
+        raise ValueError(f"mask must be [N, T] = {x.shape[:2]} of inputs {x.shape}, got {mask.shape}.")
+
+
 def eval_batches(
-    x: np.ndarray, labels: np.ndarray, *, batch_size: int, multiple_of: int
+    x: np.ndarray, labels: np.ndarray, *, batch_size: int, multiple_of: int, mask: np.ndarray | None = None
 ) -> Iterator[tuple[Batch, int]]:
     """Yields the split in order in full batches; the last one padded by repeating its last row.
 
@@ -241,21 +250,23 @@ def eval_batches(
       labels: [N] labels.
       batch_size: requested rows per batch; rounded up to a multiple of `multiple_of`.
       multiple_of: the number of devices the batch is sharded over.
+      mask: optional [N, T] step validity (`Split.mask`), batched with x.
 
     Yields:
-      (Batch(x [b, ...], label [b]), num_valid): b the rounded batch size, rows [num_valid:] are
-      padding to be masked out of metrics.
+      (Batch(x [b, ...], label [b], mask [b, T] or None), num_valid): b the rounded batch size, rows
+      [num_valid:] are padding to be masked out of metrics.
 
     Raises:
-      ValueError: if `batch_size` or `multiple_of` is not positive, or lengths differ.
+      ValueError: if `batch_size` or `multiple_of` is not positive, lengths differ, or the mask is not [N, T].
     """
     if batch_size < 1 or multiple_of < 1:
         raise ValueError(f"batch_size {batch_size} and multiple_of {multiple_of} must be >= 1.")
     if len(x) != len(labels):
         raise ValueError(f"{len(x)} inputs but {len(labels)} labels.")
+    _check_mask(x, mask)
     size = -(-batch_size // multiple_of) * multiple_of
     n = len(x)
     for start in range(0, n, size):
         num_valid = min(size, n - start)
         rows = np.minimum(np.arange(start, start + size), n - 1)
-        yield Batch(x=x[rows], label=labels[rows]), num_valid
+        yield Batch(x=x[rows], label=labels[rows], mask=None if mask is None else mask[rows]), num_valid

@@ -1,9 +1,9 @@
-"""Time series for the sequence autoencoders: checks, z-normalisation, sliding windows, the packed input
-format, and the map from window scores back to per-point scores.
+"""Time series for the sequence autoencoders: checks, sliding windows, and the map from window scores back to
+per-point scores.
 
-Packed format: a sequence model reads `[N, T, C + 1]`, the C channels then a 0/1 validity mask (1 on the first
-`length` steps), so variable-length series pass through the shared loaders, sharding and eval (which carry only
-x and labels) with their lengths; padding is zero in the channels and 0 in the mask (`pack`, `unpack`).
+A series split is `[N, T, C]` with its lengths as the optional `Split.mask` ([N, T], 1 on the first L_n steps;
+None when every series has all T steps), which the loaders carry on `Batch.mask`; z-normalisation is the declared
+transform `aejax.data.transforms` (`standardize`).
 """
 
 import importlib
@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from aejax.data import builders
-from aejax.data.datasets import Split
+from aejax.data.batch import Split
 
 
 def check_finite(x: np.ndarray, *, what: str) -> None:
@@ -24,59 +24,6 @@ def check_finite(x: np.ndarray, *, what: str) -> None:
             f"{what} holds {int(bad.sum())} NaN/inf values (first at index {np.argwhere(bad)[0]}); "
             "fill or drop them before training."
         )
-
-
-def valid_mask(lengths: np.ndarray, max_length: int) -> np.ndarray:
-    """[N, T] bool: True on the first lengths[n] steps of row n."""
-    return np.arange(max_length)[None, :] < np.asarray(lengths)[:, None]
-
-
-def pack(x: np.ndarray, lengths: np.ndarray | None) -> np.ndarray:
-    """[N, T, C] series (+ [N] lengths, None: all T) -> [N, T, C + 1] float32 with the mask last; padding zeroed.
-
-    Raises:
-      ValueError: if x is not [N, T, C], a length is outside [1, T], or a valid value is not finite.
-    """
-    if x.ndim != 3:
-        raise ValueError(f"Series must be [N, T, C], got shape {x.shape}.")
-    n, t, _ = x.shape
-    lengths = np.full((n,), t, np.int32) if lengths is None else np.asarray(lengths)
-    if lengths.shape != (n,) or lengths.min() < 1 or lengths.max() > t:
-        raise ValueError(
-            f"lengths must be [N={n}] in [1, {t}], got {lengths.shape} in [{lengths.min()}, {lengths.max()}]."
-        )
-    mask = valid_mask(lengths, t)
-    check_finite(x[mask], what="the series")
-    x = np.where(mask[..., None], x, 0.0).astype(np.float32)
-    return np.concatenate([x, mask[..., None].astype(np.float32)], axis=-1)
-
-
-def unpack(packed):
-    """[..., T, C + 1] -> (x [..., T, C], mask [..., T]); works on numpy and jax arrays."""
-    return packed[..., :-1], packed[..., -1]
-
-
-class ZNorm(NamedTuple):
-    """Per-channel z-normalisation (x - mean) / std, fitted on the valid steps of training data only.
-
-    Attributes:
-      mean: [C] channel means. std: [C] channel standard deviations (> 0; 1 for a constant channel).
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, x: np.ndarray, lengths: np.ndarray | None = None) -> "ZNorm":
-        """Fits on x [N, T, C] (only the first lengths[n] steps of each row count)."""
-        mask = valid_mask(lengths, x.shape[1]) if lengths is not None else np.ones(x.shape[:2], bool)
-        values = x[mask]  # [M, C]
-        std = values.std(axis=0)
-        return cls(values.mean(axis=0), np.where(std > 0, std, 1.0))
-
-    def apply(self, x: np.ndarray) -> np.ndarray:
-        """[..., C] -> [..., C] float32 normalised (padding is re-zeroed by `pack`)."""
-        return ((x - self.mean) / self.std).astype(np.float32)
 
 
 def window_starts(num_points: int, length: int, stride: int) -> np.ndarray:
@@ -153,11 +100,18 @@ def load_anomaly_series(name: str, split: str, *, data_dir: str | None = None) -
 
 
 def to_split(windows: np.ndarray, labels: np.ndarray | None = None) -> Split:
-    """Fixed-length windows [W, L, C] as a packed `Split` (lengths all L, labels -1 unless given)."""
+    """Fixed-length windows [W, L, C] as a series `Split` (float32, no mask: every step valid; labels -1 unless
+    given).
+
+    Raises:
+      ValueError: if the windows are not [W, L, C] or hold NaN/inf.
+    """
+    if windows.ndim != 3:
+        raise ValueError(f"Windows must be [W, L, C], got shape {windows.shape}.")
+    check_finite(windows, what="the windows")
     n = len(windows)
     return Split(
-        x=pack(windows, None),
+        x=np.asarray(windows, np.float32),
         labels=np.full((n,), -1, np.int32) if labels is None else np.asarray(labels, np.int32),
-        lengths=np.full((n,), windows.shape[1], np.int32),
         kind="series",
     )

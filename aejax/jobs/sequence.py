@@ -1,16 +1,18 @@
 """Sequence autoencoders on real time series: the job `aejax.jobs.sequence` (`config.trainer`).
 
 Tasks (`config.sequence.task`):
-- "anomaly" (a long series with per-point labels, `kdd_tsad_135`): z-normalise with the statistics of the
-  normal training prefix, cut it into sliding windows (`window`, `stride`); the last `heldout_fraction` of the
-  prefix gives held-out normal windows for the EncDec-AD Gaussian. The points after the prefix are windowed with
-  `score_stride` and scored by reconstruction error and by the Mahalanobis distance of the error vector
-  (`aejax.analysis.sequence_anomaly`); ROC / PR AUC and aeon's range-based metrics go into results.json, the
-  per-point scores into scores.npz, the figure into anomaly_scores.png.
-- "classes" (a UCR set, `ucr/<name>`): z-normalise with train statistics and train on whole series (masked
-  when their lengths differ). With `one_class` = c >= 0 only class c's training series are used and every test
-  series is scored by its reconstruction error per value (ROC AUC, positives: the other classes). Otherwise a
-  logistic-regression probe on the codes is compared with one on the raw series; latent.png shows the codes.
+- "anomaly" (a long series with per-point labels, `kdd_tsad_135`): z-normalise (`config.transforms.standardize`:
+  "per_feature" with the statistics of the normal training prefix, "per_series" each window alone), cut it into
+  sliding windows (`window`, `stride`); the last `heldout_fraction` of the prefix gives held-out normal windows
+  for the EncDec-AD Gaussian. The points after the prefix are windowed with `score_stride` and scored by
+  reconstruction error and by the Mahalanobis distance of the error vector (`aejax.analysis.sequence_anomaly`);
+  ROC / PR AUC and aeon's range-based metrics go into results.json, the per-point scores into scores.npz, the
+  figure into anomaly_scores.png.
+- "classes" (a UCR set, `ucr/<name>`): apply `config.transforms` (z-normalisation with train statistics) and
+  train on whole series, their lengths carried as `Batch.mask`. With `one_class` = c >= 0 only class c's
+  training series are used and every test series is scored by its reconstruction error per value (ROC AUC,
+  positives: the other classes). Otherwise a logistic-regression probe on the codes is compared with one on the
+  raw (transformed, zero-padded) series values, which do not include the lengths; latent.png shows the codes.
 Both write reconstructions.png, loss_curves.png, results.json; training goes through the one loop
 (`aejax.loop.run`, checkpoints in the workdir, resumable).
 """
@@ -29,20 +31,23 @@ from aejax import checkpoint, loop, optim, plots, runs, sharding
 from aejax import train as train_lib
 from aejax import train_step as ts
 from aejax.analysis import embedding, sequence_anomaly, sequence_plots
-from aejax.data import datasets, pipeline, series
+from aejax.data import datasets, pipeline, series, transforms
 from aejax.likelihoods import get_likelihood
 from aejax.metric_writer import read_metrics
 from aejax.models import get_model
 from aejax.objectives import from_config as objective_from_config
 
 TASKS = ("anomaly", "classes")
+# The transforms of runs saved before `config.transforms` was declared: per-feature z-normalisation.
+DEFAULT_TRANSFORMS = dict(scale="none", standardize="per_feature")
 
 
 class SequenceData(NamedTuple):
-    """Packed splits of a run; for "anomaly" also the scored part of the series and its windows.
+    """Series splits of a run; for "anomaly" also the scored part of the series and its windows.
 
     Attributes:
-      train, test: packed `Split`s ([N, T, C + 1]). heldout: packed normal windows for the error Gaussian.
+      train, test: series `Split`s (x [N, T, C], mask [N, T] or None). heldout: normal windows for the error
+        Gaussian.
       values: [T1, C] the scored series, normalised; anomaly: [T1] its labels; starts: [W] its windows' starts;
       offset: index of values[0] in the whole series.
     """
@@ -57,9 +62,21 @@ class SequenceData(NamedTuple):
 
 
 def anomaly_data(
-    prefix, rest, anomaly, *, window, stride, score_stride, heldout_fraction, offset=0
+    prefix,
+    rest,
+    anomaly,
+    *,
+    window,
+    stride,
+    score_stride,
+    heldout_fraction,
+    offset=0,
+    standardize: str = "per_feature",
 ) -> SequenceData:
     """Windows of a normal prefix [T0, C] (fit + held-out) and of the scored rest [T1, C] with labels [T1].
+
+    `standardize` ("none", "per_feature", "per_series"; `aejax.data.transforms`): "per_feature" z-normalises
+    both parts with the prefix's statistics (the returned `values` too), "per_series" each window by its own.
 
     Raises:
       ValueError: on NaN/inf in either part, a window longer than the fit part, held-out part or the rest, or
@@ -69,12 +86,15 @@ def anomaly_data(
     series.check_finite(rest, what="the scored series")
     if not 0.0 < heldout_fraction < 1.0:
         raise ValueError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}.")
-    norm = series.ZNorm.fit(prefix[None])
-    prefix, rest = norm.apply(prefix), norm.apply(rest)
+    if standardize == "per_feature":
+        norm = transforms.Standardizer.fit(prefix[None])
+        prefix, rest = norm.apply(prefix), norm.apply(rest)
     cut = int(round(len(prefix) * (1.0 - heldout_fraction)))
     fit, _ = series.sliding_windows(prefix[:cut], window, stride)
     held, _ = series.sliding_windows(prefix[cut:], window, stride)
     test, starts = series.sliding_windows(rest, window, score_stride)
+    if standardize == "per_series":
+        fit, held, test = (transforms.per_series(w) for w in (fit, held, test))
     return SequenceData(
         series.to_split(fit),
         series.to_split(test),
@@ -90,13 +110,16 @@ def load_sequence_data(config: ml_collections.ConfigDict) -> SequenceData:
     """The data of `config` (task, dataset and windows of `config.sequence`), validated before training.
 
     Raises:
-      KeyError: for an unknown task; ValueError: see `anomaly_data`, `series.pack`, or a one_class label the
-        training split lacks.
+      KeyError: for an unknown task; ValueError: see `anomaly_data`, `transforms.Transforms.from_config`,
+        non-finite values, or a one_class label the training split lacks.
     """
     s = config.sequence
     if s.task not in TASKS:
         raise KeyError(f"Unknown config.sequence.task {s.task!r}. Known: {', '.join(TASKS)}.")
+    t = transforms.Transforms.from_config(config.get("transforms", DEFAULT_TRANSFORMS))
     if s.task == "anomaly":
+        if t.binarize != "none":  # the windows are cut from z-normalised values, never binarised
+            raise ValueError(f"config.transforms.binarize={t.binarize!r} does not apply to the anomaly task.")
         train = series.load_anomaly_series(config.dataset, "train", data_dir=config.data_dir)
         whole = series.load_anomaly_series(config.dataset, "test", data_dir=config.data_dir)
         n = len(train.values)
@@ -109,24 +132,20 @@ def load_sequence_data(config: ml_collections.ConfigDict) -> SequenceData:
             score_stride=s.score_stride,
             heldout_fraction=s.heldout_fraction,
             offset=n,
+            standardize=t.standardize,
         )
     load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
     train, test = (datasets.load_split(config.dataset, split, **load) for split in ("train", "test"))
-    norm = series.ZNorm.fit(train.x, train.lengths)
-
-    def packed(split: datasets.Split, keep=None) -> datasets.Split:
-        keep = np.arange(len(split.x)) if keep is None else keep
-        lengths = None if split.lengths is None else split.lengths[keep]
-        return datasets.Split(
-            series.pack(norm.apply(split.x[keep]), lengths), split.labels[keep], lengths, "series"
-        )
-
+    train, test = transforms.apply_splits(train, test, t)  # z-normalisation statistics from the train split
+    for split, name in ((train, "train"), (test, "test")):
+        series.check_finite(split.x, what=f"the {name} series of {config.dataset}")
     if s.one_class >= 0:
-        keep = np.flatnonzero(train.labels == s.one_class)
-        if not len(keep):
+        keep = train.labels == s.one_class
+        if not keep.any():
             raise ValueError(f"one_class={s.one_class}: no training series of that class in {config.dataset}.")
-        return SequenceData(packed(train, keep), packed(test))
-    return SequenceData(packed(train), packed(test))
+        mask = None if train.mask is None else train.mask[keep]
+        train = train._replace(x=train.x[keep], labels=train.labels[keep], mask=mask)
+    return SequenceData(train, test)
 
 
 def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str, *, write_config: bool = True):
@@ -139,7 +158,9 @@ def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str, *
     batch = min(config.batch_size, n - n % ndev)  # one-class subsets can be smaller than the batch
     if batch < 1:
         raise ValueError(f"{n} training series cannot fill a batch on {ndev} devices.")
-    loader = pipeline.InMemoryLoader(data.train.x, data.train.labels, global_batch_size=batch, seed=config.seed)
+    loader = pipeline.InMemoryLoader(
+        data.train.x, data.train.labels, global_batch_size=batch, seed=config.seed, mask=data.train.mask
+    )
     settings = loop.LoopSettings.from_config(config, loader.steps_per_epoch)
     settings = dataclasses.replace(settings, batch_size=batch)
     model = get_model(config.model_name, input_shape=tuple(data.train.x.shape[1:]), **config.model)
@@ -147,7 +168,7 @@ def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str, *
     objective = objective_from_config(config, model, likelihood)
     tx = optim.make_optimizer(config.optimizer, settings.num_steps)
     init_fn = train_lib.make_init_fn(model, tx, data.train.x.shape[1:], mesh, jax.random.key(config.seed))
-    if write_config:
+    if write_config and jax.process_index() == 0:
         with open(os.path.join(workdir, "config.json"), "w") as f:
             f.write(config.to_json_best_effort(indent=2))
     result = loop.run(
@@ -158,7 +179,7 @@ def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str, *
         init_fn=init_fn,
         loader=loader,
         workdir=workdir,
-        eval_data=(data.test.x, data.test.labels),
+        eval_data=(data.test.x, data.test.labels, data.test.mask),
         eval_seed=config.seed,
         meta={"dataset": config.dataset},
     )
@@ -169,7 +190,7 @@ def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str, *
 def _anomaly_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
     s, window = config.sequence, data.test.x.shape[1]
     recon, _ = sequence_anomaly.reconstruct(apply_fn, data.test.x, batch_size=config.eval_batch_size)
-    err = sequence_anomaly.step_errors(recon, data.test.x)  # [W, L, C]
+    err = sequence_anomaly.step_errors(recon, data.test.x)  # [W, L, C]; windows have no padding
     held_recon, _ = sequence_anomaly.reconstruct(apply_fn, data.heldout.x, batch_size=config.eval_batch_size)
     gaussian = sequence_anomaly.fit_error_gaussian(sequence_anomaly.step_errors(held_recon, data.heldout.x))
     num = len(data.values)
@@ -191,7 +212,7 @@ def _anomaly_results(config, data: SequenceData, apply_fn, workdir: str) -> dict
         title=f"{config.dataset}: {config.model_name}",
     )
     sequence_plots.reconstructions(
-        data.test.x[..., :-1], recon, np.full(len(recon), window), os.path.join(workdir, "reconstructions.png")
+        data.test.x, recon, np.full(len(recon), window), os.path.join(workdir, "reconstructions.png")
     )
     out = {}
     for name, sc in scores.items():
@@ -206,31 +227,38 @@ def _class_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
     from sklearn.metrics import roc_auc_score
 
     test = data.test
-    recon, test_codes = sequence_anomaly.reconstruct(apply_fn, test.x, batch_size=config.eval_batch_size)
+    recon, test_codes = sequence_anomaly.reconstruct(
+        apply_fn, test.x, test.mask, batch_size=config.eval_batch_size
+    )
     lengths = test.lengths if test.lengths is not None else np.full(len(test.x), test.x.shape[1])
     sequence_plots.reconstructions(
-        test.x[..., :-1],
+        test.x,
         recon,
         lengths,
         os.path.join(workdir, "reconstructions.png"),
         titles=[f"label {y}" for y in test.labels],
     )
     if config.sequence.one_class >= 0:
-        err = sequence_anomaly.step_errors(recon, test.x)
+        err = sequence_anomaly.step_errors(recon, test.x, test.mask)
         score = np.square(err).sum(axis=(1, 2)) / (lengths * err.shape[-1])  # mean squared error per value
         return {"one_class_roc_auc": float(roc_auc_score(test.labels != config.sequence.one_class, score))}
-    _, train_codes = sequence_anomaly.reconstruct(apply_fn, data.train.x, batch_size=config.eval_batch_size)
+    _, train_codes = sequence_anomaly.reconstruct(
+        apply_fn, data.train.x, data.train.mask, batch_size=config.eval_batch_size
+    )
     points, how = embedding.embed_2d(test_codes, config.analysis.embedding, seed=config.seed)
     plots.latent_scatter(points, test.labels, os.path.join(workdir, "latent.png"), title=f"{how}, test set")
     out = {}
-    raw = {
-        "code": (train_codes, test_codes),
-        "raw": (data.train.x.reshape(len(data.train.x), -1), test.x.reshape(len(test.x), -1)),
-    }
+    raw = {"code": (train_codes, test_codes), "raw": (raw_features(data.train), raw_features(test))}
     for name, (a, b) in raw.items():
         probe = LogisticRegression(max_iter=2000).fit(a, data.train.labels)
         out[f"probe_accuracy/{name}"] = float(probe.score(b, test.labels))
     return out
+
+
+def raw_features(split: datasets.Split) -> np.ndarray:
+    """[N, T C] the series values as the raw probe baseline reads them: zero after each length, and without the
+    lengths themselves (the mask is not a feature)."""
+    return split.x.reshape(len(split.x), -1)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, write_config: bool = True) -> dict:
@@ -257,6 +285,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, write
         mesh,
         config.eval_batch_size,
         seed=config.seed,
+        mask=data.test.mask,
     )
     results = {
         "dataset": config.dataset,
@@ -271,9 +300,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, write
     task = _anomaly_results if config.sequence.task == "anomaly" else _class_results
     results.update(task(config, data, apply_fn, workdir))
     results["total_time_s"] = round(time.perf_counter() - t0, 2)
-    plots.loss_curves(read_metrics(workdir), os.path.join(workdir, "loss_curves.png"))
-    with open(os.path.join(workdir, "results.json"), "w") as f:
-        json.dump(results, f, indent=2)
+    if jax.process_index() == 0:
+        plots.loss_curves(read_metrics(workdir), os.path.join(workdir, "loss_curves.png"))
+        with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
     return results
 
 

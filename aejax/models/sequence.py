@@ -1,5 +1,5 @@
-"""Sequence autoencoders on packed series `[B, T, C + 1]` (channels, then the 0/1 validity mask; see
-`aejax.data.series.pack`).
+"""Sequence autoencoders on series `[B, T, C]` with an optional validity mask `[B, T]` (1 on the first L_b
+steps, 0 on padding; None: every step valid), the `mask` field of `aejax.data.Batch`.
 
 `seq2seq`: the LSTM/GRU encoder-decoder of Srivastava et al. (2015, "Unsupervised learning of video
 representations using LSTMs") and Malhotra et al. (2016, "LSTM-based encoder-decoder for multi-sensor anomaly
@@ -25,24 +25,30 @@ import jax.numpy as jnp
 import numpy as np
 from flax.linen.recurrent import flip_sequences
 
-from aejax.data.series import unpack
 from aejax.models import MODELS
 from aejax.models.base import AbstractAutoencoder, AutoencoderOutput
 
 CELLS = ("lstm", "gru")
 
 
-def _check_packed(x: jax.Array, input_shape: Sequence[int]) -> None:
+def _check_series(x: jax.Array, mask: jax.Array | None, input_shape: Sequence[int]) -> None:
     if x.ndim != 3 or tuple(x.shape[1:]) != tuple(input_shape):
         raise ValueError(
-            f"Input shape {tuple(x.shape)} is not packed [B, T, C + 1] = [B, {', '.join(map(str, input_shape))}]"
-            " (channels, then the validity mask)."
+            f"Input shape {tuple(x.shape)} is not series [B, T, C] = [B, {', '.join(map(str, input_shape))}]."
         )
+    if mask is not None and tuple(mask.shape) != tuple(x.shape[:2]):
+        raise ValueError(f"mask shape {tuple(mask.shape)} is not [B, T] = {tuple(x.shape[:2])}.")
 
 
-def lengths_of(mask: jax.Array) -> jax.Array:
-    """[B, T] 0/1 mask (ones first) -> [B] int32 valid lengths."""
+def lengths_of(mask: jax.Array | None, x: jax.Array) -> jax.Array:
+    """[B, T] 0/1 mask (ones first) of series x [B, T, C] -> [B] int32 valid lengths (all T without a mask)."""
+    if mask is None:
+        return jnp.full((x.shape[0],), x.shape[1], jnp.int32)
     return mask.sum(axis=1).astype(jnp.int32)
+
+
+def _valid(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    return x if mask is None else x * mask[..., None].astype(x.dtype)
 
 
 def reverse_valid(x: jax.Array, lengths: jax.Array) -> jax.Array:
@@ -82,10 +88,10 @@ _DecoderScan = nn.scan(
 
 @MODELS.register("seq2seq")
 class RecurrentAutoencoder(AbstractAutoencoder):
-    """LSTM/GRU encoder-decoder on packed series [B, T, C + 1] (module docstring).
+    """LSTM/GRU encoder-decoder on series [B, T, C] with an optional mask [B, T] (module docstring).
 
     Attributes:
-      input_shape: [T, C + 1] of one packed example.
+      input_shape: [T, C] of one example.
       cell: "lstm" (`nn.OptimizedLSTMCell`) or "gru" (`nn.GRUCell`), for encoder and decoder.
       hidden: width of the recurrent state.
       code_dim: K, the width of the code (a linear projection of the encoder's final state).
@@ -106,11 +112,11 @@ class RecurrentAutoencoder(AbstractAutoencoder):
     teacher_forcing: bool = True
 
     def setup(self):
-        if len(self.input_shape) != 2 or min(self.input_shape) < 1 or self.input_shape[1] < 2:
-            raise ValueError(f"input_shape must be packed [T, C + 1] with C >= 1, got {tuple(self.input_shape)}.")
+        if len(self.input_shape) != 2 or min(self.input_shape) < 1:
+            raise ValueError(f"input_shape must be [T, C] with T, C >= 1, got {tuple(self.input_shape)}.")
         if self.hidden < 1 or self.code_dim < 1:
             raise ValueError(f"hidden and code_dim must be positive, got {self.hidden}, {self.code_dim}.")
-        self.channels = self.input_shape[1] - 1
+        self.channels = self.input_shape[1]
         self.encoder = nn.RNN(_make_cell(self.cell, self.hidden), return_carry=True)
         self.encoder_code = nn.Dense(self.code_dim)
         self.decoder_init = nn.Dense(self.hidden)
@@ -118,12 +124,12 @@ class RecurrentAutoencoder(AbstractAutoencoder):
             self.decoder_init_c = nn.Dense(self.hidden)
         self.decoder = _DecoderScan(self.cell, self.hidden, self.channels)
 
-    def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        """Packed [B, T, C + 1] -> code [B, K], from the state after each series' last valid step."""
+    def encode(self, x: jax.Array, *, mask: jax.Array | None = None, train: bool = False) -> jax.Array:
+        """Series [B, T, C] (mask [B, T] or None) -> code [B, K], from the state after each series' last valid
+        step."""
         del train
-        _check_packed(x, self.input_shape)
-        values, mask = unpack(x)
-        carry, _ = self.encoder(values, seq_lengths=lengths_of(mask))
+        _check_series(x, mask, self.input_shape)
+        carry, _ = self.encoder(x, seq_lengths=lengths_of(mask, x))
         state = jnp.concatenate(carry, axis=-1) if self.cell == "lstm" else carry  # LSTM carry: (c, h)
         return self.encoder_code(state)
 
@@ -152,20 +158,20 @@ class RecurrentAutoencoder(AbstractAutoencoder):
         mask = (jnp.arange(t)[None, :] < lengths[:, None]).astype(out_rev.dtype)
         return reverse_valid(out_rev, lengths) * mask[..., None]
 
-    def __call__(self, x: jax.Array, *, train: bool = False) -> AutoencoderOutput:
-        """Packed x [B, T, C + 1] -> AutoencoderOutput(decoder_output [B, T, C], code [B, K], input x)."""
-        z = self.encode(x, train=train)
-        values, mask = unpack(x)
-        out = self.decode(z, train=train, lengths=lengths_of(mask), targets=values)
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None, train: bool = False) -> AutoencoderOutput:
+        """x [B, T, C] (mask [B, T] or None) -> AutoencoderOutput(decoder_output [B, T, C] zero on padding, code
+        [B, K], input x)."""
+        z = self.encode(x, mask=mask, train=train)
+        out = self.decode(z, train=train, lengths=lengths_of(mask, x), targets=x)
         return AutoencoderOutput(decoder_output=out, code=z, input=x)
 
 
 @MODELS.register("conv1d")
 class Conv1dAutoencoder(AbstractAutoencoder):
-    """1-D conv autoencoder on packed fixed-length windows [B, T, C + 1] -> [B, T, C].
+    """1-D conv autoencoder on fixed-length windows [B, T, C] (mask [B, T] or None) -> [B, T, C].
 
     Attributes:
-      input_shape: [T, C + 1]; T must be a multiple of 2 ** len(features).
+      input_shape: [T, C]; T must be a multiple of 2 ** len(features).
       features: channel widths of the encoder's stride-2 convolutions; the decoder mirrors them.
       kernel_size: convolution width ("SAME" padding).
       code_dim: K, the width of the dense code layer.
@@ -181,26 +187,25 @@ class Conv1dAutoencoder(AbstractAutoencoder):
     code_dim: int = 16
 
     def setup(self):
-        t, c1 = tuple(self.input_shape)
+        t, c = tuple(self.input_shape)
         factor = 2 ** len(self.features)
-        if c1 < 2 or not self.features or t % factor:
+        if c < 1 or not self.features or t % factor:
             raise ValueError(
-                f"conv1d needs packed [T, C + 1] with T a multiple of 2**len(features) = {factor}, "
+                f"conv1d needs [T, C] with T a multiple of 2**len(features) = {factor}, "
                 f"got input_shape {tuple(self.input_shape)}."
             )
         self._bottom = (t // factor, self.features[-1])
         self.encoder_conv = [nn.Conv(f, (self.kernel_size,), strides=(2,), padding="SAME") for f in self.features]
         self.encoder_code = nn.Dense(self.code_dim)
         self.decoder_dense = nn.Dense(int(np.prod(self._bottom)))
-        feats = tuple(self.features[-2::-1]) + (c1 - 1,)
+        feats = tuple(self.features[-2::-1]) + (c,)
         self.decoder_conv = [nn.ConvTranspose(f, (self.kernel_size,), strides=(2,), padding="SAME") for f in feats]
 
-    def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:
-        """Packed [B, T, C + 1] -> code [B, K]."""
+    def encode(self, x: jax.Array, *, mask: jax.Array | None = None, train: bool = False) -> jax.Array:
+        """[B, T, C] (mask [B, T] or None) -> code [B, K]."""
         del train
-        _check_packed(x, self.input_shape)
-        values, mask = unpack(x)
-        h = values * mask[..., None]
+        _check_series(x, mask, self.input_shape)
+        h = _valid(x, mask)
         for conv in self.encoder_conv:
             h = nn.relu(conv(h))
         return self.encoder_code(h.reshape(x.shape[0], -1))
@@ -215,7 +220,9 @@ class Conv1dAutoencoder(AbstractAutoencoder):
                 h = nn.relu(h)
         return h
 
-    def __call__(self, x: jax.Array, *, train: bool = False) -> AutoencoderOutput:
-        z = self.encode(x, train=train)
-        out = self.decode(z) * unpack(x)[1][..., None]
+    def __call__(self, x: jax.Array, *, mask: jax.Array | None = None, train: bool = False) -> AutoencoderOutput:
+        """x [B, T, C] (mask [B, T] or None) -> AutoencoderOutput(decoder_output [B, T, C] zero on padding, code
+        [B, K], input x)."""
+        z = self.encode(x, mask=mask, train=train)
+        out = _valid(self.decode(z), mask)
         return AutoencoderOutput(decoder_output=out, code=z, input=x)

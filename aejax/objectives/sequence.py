@@ -1,10 +1,10 @@
 """The masked sequence autoencoder objective: decoder NLL of the valid steps only.
 
-loss = mean_B sum_{t < L_b} sum_c -log p(x_{b,t,c} | decoder output), on packed series [B, T, C + 1]
-(`aejax.data.series.pack`). Padding (t >= L_b) has weight 0 and its values are replaced by zeros before the
-likelihood, so whatever it holds changes neither the loss, nor its gradient, nor the evaluation metrics; with
-the encoder's `seq_lengths` and the reversed decoder (`aejax.models.sequence`) a padded sequence scores exactly
-what the same sequence scores alone.
+loss = mean_B sum_{t < L_b} sum_c -log p(x_{b,t,c} | decoder output), on series [B, T, C] whose valid steps
+are `Batch.mask` ([B, T], 1 on the first L_b steps; None: all T). Padding (t >= L_b) has weight 0 and its
+values are replaced by zeros before the likelihood, so whatever it holds changes neither the loss, nor its
+gradient, nor the evaluation metrics; with the encoder's `seq_lengths` and the reversed decoder
+(`aejax.models.sequence`) a padded sequence scores exactly what the same sequence scores alone.
 """
 
 import jax
@@ -12,22 +12,23 @@ import jax.numpy as jnp
 import ml_collections
 
 from aejax.data.batch import Batch
-from aejax.data.series import unpack
 from aejax.likelihoods import Likelihood
 from aejax.models.base import AbstractAutoencoder
 from aejax.objectives import OBJECTIVES, Objective
-from aejax.objectives.autoencoder import apply_train
 from aejax.train_step import EvalOutput
 
 
-def masked_terms(likelihood: Likelihood, output: jax.Array, packed: jax.Array) -> dict[str, jax.Array]:
-    """Per-sequence terms of decoder output [B, T, C] against packed targets [B, T, C + 1].
+def masked_terms(
+    likelihood: Likelihood, output: jax.Array, x: jax.Array, mask: jax.Array | None
+) -> dict[str, jax.Array]:
+    """Per-sequence terms of decoder output [B, T, C] against targets x [B, T, C] with valid steps mask [B, T]
+    (None: every step).
 
     Returns:
       {"nll": [B] nats summed over valid steps and channels, "sq_err": [B] squared error of the mean
       reconstruction summed over valid steps and channels, "mse": [B] sq_err / (L_b C), per valid value}.
     """
-    x, mask = unpack(packed)
+    mask = jnp.ones(x.shape[:2], x.dtype) if mask is None else mask.astype(x.dtype)
     weights = jnp.broadcast_to(mask[..., None], x.shape)  # [B, T, C]
     x = jnp.where(weights > 0, x, 0.0)
     output = jnp.where(weights > 0, output, 0.0)
@@ -46,10 +47,14 @@ def make_loss_fn(model: AbstractAutoencoder, likelihood: Likelihood):
 
     def loss_fn(params, model_state, batch: Batch, rng: jax.Array, step: jax.Array):
         del step
-        outputs, new_state = apply_train(model, params, model_state, batch.x, rng)
-        terms = masked_terms(likelihood, outputs.decoder_output, batch.x)
+        variables, kw = {"params": params, **model_state}, dict(mask=batch.mask, train=True, rngs={"dropout": rng})
+        if model_state:  # mutable collections (BatchNorm statistics) are updated from the batch
+            outputs, model_state = model.apply(variables, batch.x, mutable=list(model_state), **kw)
+        else:
+            outputs = model.apply(variables, batch.x, **kw)
+        terms = masked_terms(likelihood, outputs.decoder_output, batch.x, batch.mask)
         nll = terms["nll"].mean()
-        return nll, ({"loss/nll": nll, "loss/mse": terms["mse"].mean()}, new_state)
+        return nll, ({"loss/nll": nll, "loss/mse": terms["mse"].mean()}, model_state)
 
     return loss_fn
 
@@ -60,8 +65,9 @@ def make_eval_fn(model: AbstractAutoencoder, likelihood: Likelihood):
 
     def eval_fn(params, model_state, batch: Batch, rng: jax.Array) -> EvalOutput:
         del rng
-        outputs = model.apply({"params": params, **model_state}, batch.x)
-        return EvalOutput(metrics=masked_terms(likelihood, outputs.decoder_output, batch.x), code=outputs.code)
+        outputs = model.apply({"params": params, **model_state}, batch.x, mask=batch.mask)
+        metrics = masked_terms(likelihood, outputs.decoder_output, batch.x, batch.mask)
+        return EvalOutput(metrics=metrics, code=outputs.code)
 
     return eval_fn
 

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from aejax.analysis import sequence_anomaly, sequence_plots
-from aejax.data import datasets, series
+from aejax.data import datasets, series, transforms
 from aejax.jobs import sequence as job
 from configs import seq2seq
 
@@ -64,7 +64,7 @@ def kdd(out: str) -> tuple[dict, str]:
     cfg = seq2seq.get_config("kdd")
     d = job.load_sequence_data(cfg)
     prefix = (
-        series.ZNorm.fit((p := series.load_anomaly_series("kdd_tsad_135", "train").values)[None])
+        transforms.Standardizer.fit((p := series.load_anomaly_series("kdd_tsad_135", "train").values)[None])
         .apply(p)[:, 0]
         .astype(np.float64)
     )
@@ -109,7 +109,7 @@ def one_class(out: str) -> tuple[dict, str]:
     for ds in ONE_CLASS_SETS:
         cfg = seq2seq.get_config(ds)
         tr, te = (datasets.load_split(cfg.dataset, s) for s in ("train", "test"))
-        norm = series.ZNorm.fit(tr.x)
+        norm = transforms.Standardizer.fit(tr.x)
         xtr, xte = norm.apply(tr.x)[..., 0].astype(np.float64), norm.apply(te.x)[..., 0].astype(np.float64)
         aucs = {k: [] for k in ("LSTM EncDec", "PCA recon. error", "IsolationForest", "ROCKAD")}
         for c in np.unique(tr.labels):

@@ -63,7 +63,8 @@ def plot_filters(kernel: np.ndarray, input_shape: tuple[int, ...], path: str, *,
 
 @REPORTS.register("sparsity")
 def report(ctx: RunContext) -> dict:
-    """Writes sparsity_histogram.png, sparsity_filters.png and sparsity.npz (histogram, per-unit means).
+    """Writes sparsity_histogram.png, sparsity_filters.png (image data only) and sparsity.npz (histogram, per-unit
+    means).
 
     Returns:
       {"mean_activation", "fraction_near_zero" (|h| <= 0.05), "median_unit_activation"} and, with a KL
@@ -77,13 +78,14 @@ def report(ctx: RunContext) -> dict:
     )
     penalties = ", ".join(ctx.config.regularizers.keys()) or "no penalty"
     plot_histograms({penalties: stats}, os.path.join(ctx.workdir, "sparsity_histogram.png"), rho=rho)
-    kernel = np.asarray(ctx.params["encoder_0"]["kernel"])  # [D, K]: the filters of the first layer
-    plot_filters(
-        kernel,
-        tuple(ctx.test_split.x.shape[1:]),
-        os.path.join(ctx.workdir, "sparsity_filters.png"),
-        title=penalties,
-    )
+    if ctx.test_split.kind == "image":  # a vector's or series' filters are not pictures
+        kernel = np.asarray(ctx.params["encoder_0"]["kernel"])  # [D, K]: the filters of the first layer
+        plot_filters(
+            kernel,
+            tuple(ctx.test_split.x.shape[1:]),
+            os.path.join(ctx.workdir, "sparsity_filters.png"),
+            title=penalties,
+        )
     np.savez(
         os.path.join(ctx.workdir, "sparsity.npz"),
         hist_counts=stats.hist_counts,
