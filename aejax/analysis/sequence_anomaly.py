@@ -12,9 +12,9 @@ Two scores per window of a long series, both mapped to per-point scores by `aeja
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from aejax.analysis.batched import batched_apply
 from aejax.data.series import unpack
 
 
@@ -24,26 +24,17 @@ def reconstruct_fn(model, variables) -> Callable:
 
 
 def reconstruct(apply_fn: Callable, packed: np.ndarray, *, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation-mode reconstructions of packed series in batches of one shape (one compilation).
+    """Evaluation-mode reconstructions of packed series in batches of one shape (`batched_apply`).
 
     Args:
       apply_fn: `reconstruct_fn(model, variables)`.
       packed: [N, T, C + 1].
-      batch_size: rows per call; every batch is padded to it.
+      batch_size: rows per call (rounded up to a multiple of the devices); the last batch is padded to it.
 
     Returns:
       (reconstruction [N, T, C] zero on padding, code [N, K]).
     """
-    n = len(packed)
-    recons, codes = [], []
-    for start in range(0, n, batch_size):
-        chunk = packed[start : start + batch_size]
-        # Every batch is padded to batch_size with copies of its first row, so one shape compiles once.
-        pad = np.repeat(chunk[:1], batch_size - len(chunk), axis=0)
-        r, c = apply_fn(jnp.asarray(np.concatenate([chunk, pad])))
-        recons.append(np.asarray(r)[: len(chunk)])
-        codes.append(np.asarray(c)[: len(chunk)])
-    return np.concatenate(recons), np.concatenate(codes)
+    return batched_apply(apply_fn, packed, batch_size=batch_size)
 
 
 def step_errors(recon: np.ndarray, packed: np.ndarray) -> np.ndarray:
