@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -60,3 +61,19 @@ def test_every_experiment_imports_as_a_package_and_parses_its_flags(name, monkey
     with pytest.raises(SystemExit) as exit_info:
         module.main()
     assert exit_info.value.code == 0 and "--" in capsys.readouterr().out
+
+
+def test_the_cheapest_experiment_runs_end_to_end_as_a_module(tmp_path, assert_figure):
+    # kavukcuoglu_2008 --runlocal: three 20-step runs and the filter analysis (~60-90 s on 2 loaded cores); the
+    # other experiments' runlocal modes cost 3-8 minutes each there, so they are only imported above.
+    cmd = [sys.executable, "-m", "experiments.kavukcuoglu_2008.run", "--runlocal", f"--workdir={tmp_path}",
+           f"--data_dir={tmp_path / 'tfds'}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for method in ("kl_sparse", "dae"):
+        run = json.loads((tmp_path / method / "results.json").read_text())
+        assert run["num_steps"] == 20
+        assert summary[f"{method}_test_sq_err"] == run["test_sq_err"]
+    assert set(summary["patches"]) == {"psd", "kl_sparse", "dae"}
+    assert_figure(tmp_path / "filters_comparison.png")
