@@ -160,3 +160,42 @@ def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
         with open(path, "w") as f:
             json.dump(results, f, indent=2)
     return results
+
+
+# Where the data are read from, not what the run is: a finished run is reused whatever these say.
+_LOCATION_FIELDS = ("data_dir", "manual_dir")
+
+
+def train_or_load(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """The results of `config`'s run in `workdir`: read back if it finished there, else trained by its job first.
+
+    An experiment calls this once per run of its sweep, so a relaunch reuses every finished run and resumes an
+    interrupted one from its checkpoint (the job's own resume).
+
+    Args:
+      config: the run's config; `config.trainer` names its job (default "train", `aejax.train`).
+      workdir: the run's workdir.
+
+    Returns:
+      The run's results.json as a dict: read back when `workdir` holds a results.json and its config.json (when
+      there is one) equals `config` up to the data location fields (data_dir, manual_dir); otherwise the dict
+      the job's `train_and_evaluate(config, workdir)` returns (a changed config resumes the run with the new
+      one, e.g. more steps or other reports).
+
+    Raises:
+      ModuleNotFoundError: for an unknown `config.trainer`; whatever the job raises (see `aejax.train`).
+    """
+    path = os.path.join(workdir, "results.json")
+    if os.path.exists(path):
+        stored = train_lib.stored_config(workdir)
+        wanted = json.loads(config.to_json_best_effort())
+        if stored is None or _without_location(stored) == _without_location(wanted):
+            with open(path) as f:
+                return json.load(f)
+        print(f"{workdir}: its config.json differs from the config asked for; running the job again (it resumes).")
+    job = importlib.import_module("aejax." + config.get("trainer", "train"))
+    return job.train_and_evaluate(config, workdir)
+
+
+def _without_location(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in _LOCATION_FIELDS}

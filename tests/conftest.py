@@ -2,14 +2,20 @@
 
 import os
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Forced, not defaulted: the tests need NUM_DEVICES simulated CPU devices whatever the machine's environment
+# says (with JAX_PLATFORMS=cuda set, a default would give one GPU and break the multi-device tests). Set in the
+# environment for the launch.py subprocesses, and in jax.config in case a plugin imported jax before this file.
+os.environ["JAX_PLATFORMS"] = "cpu"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import jax  # noqa: E402
 
 NUM_DEVICES = 4
+jax.config.update("jax_platforms", "cpu")
 jax.config.update("jax_num_cpu_devices", NUM_DEVICES)
 jax.config.update("jax_numpy_rank_promotion", "raise")
+_devices = jax.devices()
+assert [d.platform for d in _devices] == ["cpu"] * NUM_DEVICES, f"tests need {NUM_DEVICES} CPU devices: {_devices}"
 
 
 import numpy as np  # noqa: E402

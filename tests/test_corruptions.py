@@ -7,6 +7,8 @@ import pytest
 from scipy import stats
 
 from aejax import corruptions
+from aejax.objectives.autoencoder import corruption_from_config
+from configs import mnist_ae
 
 SHAPE = (64, 8, 8, 1)  # N = 4096 components
 N = int(np.prod(SHAPE))
@@ -109,3 +111,25 @@ def test_emphasized_weights():
     np.testing.assert_array_equal(w, [[1.0, 0.25, 1.0], [0.25, 0.25, 1.0]])
     with pytest.raises(ValueError):
         corruptions.emphasized_weights(mask, alpha=-1.0, beta=0.0)
+
+
+@pytest.mark.parametrize("through_config", [False, True])
+def test_gaussian_clip_is_the_clipped_unclipped_draw(x, through_config):
+    # sigma 0.5 on values in (0.1, 0.9): a large share of the components leaves [0, 1] before clipping.
+    key, sigma = jax.random.key(11), 0.5
+    if through_config:  # config.corruption.clip reaches the corruption (the same key, the same noise)
+        cfg = mnist_ae.get_config("runlocal").corruption
+        cfg.name, cfg.sigma, cfg.clip = "gaussian", sigma, True
+        clipped, _ = corruption_from_config(cfg)(key, x)
+    else:
+        clipped, _ = corruptions.gaussian(key, x, sigma=sigma, clip=True)
+    raw, _ = corruptions.gaussian(key, x, sigma=sigma)
+    raw, clipped = np.asarray(raw), np.asarray(clipped)
+    np.testing.assert_array_equal(clipped, np.clip(raw, 0.0, 1.0))
+    outside = (raw < 0) | (raw > 1)
+    # Expected share outside [0, 1]: E over x ~ U(0.1, 0.9) of P(x + eps < 0) + P(x + eps > 1), eps ~ N(0, 0.25).
+    grid = np.linspace(0.1, 0.9, 2001)
+    p = np.mean(stats.norm.cdf(-grid / sigma) + stats.norm.sf((1 - grid) / sigma))
+    assert abs(outside.mean() - p) < 5 * np.sqrt(p * (1 - p) / N)
+    assert clipped.min() >= 0.0 and clipped.max() <= 1.0
+    np.testing.assert_array_equal(clipped[~outside], raw[~outside])  # inside the range, nothing moves

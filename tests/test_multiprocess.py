@@ -82,68 +82,54 @@ def _assert_params_close(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
-def test_two_processes_train_like_one_with_the_same_devices(tmp_path, data_dir):
+# One schedule for every launch, so the uninterrupted two-process run is the reference of both tests.
+# 100 steps: the kill lands at the first checkpoint (step 20), well before the end.
+NUM_STEPS = 100
+STEPS = [f"--config.num_train_steps={NUM_STEPS}", "--config.checkpoint_every=20",
+         f"--config.eval_every={NUM_STEPS}", "--config.log_every=20"]  # fmt: skip
+HEARTBEAT = 10  # seconds
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+    """The workdir of an uninterrupted two-process run (2 x 2 devices) of the STEPS schedule."""
+    ref = tmp_path_factory.mktemp("two")
+    codes, logs = _wait(_start(ref, data_dir, 2, *STEPS), ref)
+    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    return ref
+
+
+def test_two_processes_train_like_one_with_the_same_devices(tmp_path, data_dir, reference):
     one = tmp_path / "one"
     one.mkdir()
-    proc = subprocess.run(_command(one, data_dir, "--num_cpu_devices=4"), cwd=ROOT, capture_output=True,
+    proc = subprocess.run(_command(one, data_dir, "--num_cpu_devices=4", *STEPS), cwd=ROOT, capture_output=True,
                           text=True, timeout=TIMEOUT, env={**os.environ, "JAX_PLATFORMS": "cpu"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    two = tmp_path / "two"
-    two.mkdir()
-    codes, logs = _wait(_start(two, data_dir, 2), two)
-    assert codes == [0, 0], logs[0][-3000:] + logs[1][-3000:]
-    r1, r2 = (json.loads((d / "results.json").read_text()) for d in (one, two))
+    r1, r2 = (json.loads((d / "results.json").read_text()) for d in (one, reference))
     assert r1["num_devices"] == r2["num_devices"] == 4
     np.testing.assert_allclose(r2["test_sq_err"], r1["test_sq_err"], rtol=1e-5)
-    _assert_params_close(_params(one), _params(two))
+    _assert_params_close(_params(one), _params(reference))
     # Only process 0 writes metrics: each logged step appears once in metrics.jsonl, not once per process.
-    lines = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (reference / "metrics.jsonl").read_text().splitlines()]
     train_steps = [r["step"] for r in lines if "loss" in r]
-    assert train_steps == [5, 10, 15, 20]
+    assert train_steps == list(range(20, NUM_STEPS + 1, 20))
 
 
-def test_kill_both_after_a_checkpoint_and_relaunch(tmp_path, data_dir):
-    steps = ["--config.num_train_steps=400", "--config.checkpoint_every=20", "--config.eval_every=400",
-             "--config.log_every=20"]  # fmt: skip
-    ref = tmp_path / "ref"
-    ref.mkdir()
-    codes, logs = _wait(_start(ref, data_dir, 2, *steps), ref)
-    assert codes == [0, 0], logs[0][-3000:]
-
-    run = tmp_path / "killed"
+def test_a_lost_process_stops_the_other_and_a_relaunch_resumes_like_an_uninterrupted_run(
+    tmp_path, data_dir, reference
+):
+    run = tmp_path / "lost"
     run.mkdir()
-    procs = _start(run, data_dir, 2, *steps)
+    procs = _start(run, data_dir, 2, *STEPS, heartbeat=HEARTBEAT)
     ckpts = run / "checkpoints"
     deadline = time.time() + TIMEOUT
     while time.time() < deadline and not (ckpts.is_dir() and any(d.isdigit() for d in os.listdir(ckpts))):
         time.sleep(0.05)
-    for p in procs:
-        p.send_signal(signal.SIGKILL)
-    for p in procs:
-        p.wait(timeout=60)
-    saved = sorted(int(d) for d in os.listdir(ckpts) if d.isdigit())
-    assert saved and saved[-1] < 400, f"the run was not interrupted before its end: {saved}"
-
-    codes, logs = _wait(_start(run, data_dir, 2, *steps), run)
-    assert codes == [0, 0], logs[0][-3000:]
-    assert "Resuming" in logs[0]
-    _assert_params_close(_params(ref), _params(run))
-
-
-def test_a_lost_process_stops_the_others_within_the_heartbeat_timeout(tmp_path, data_dir):
-    run = tmp_path / "lost"
-    run.mkdir()
-    heartbeat = 10
-    procs = _start(run, data_dir, 2, "--config.num_train_steps=1000000", "--config.checkpoint_every=20",
-                   heartbeat=heartbeat)  # fmt: skip
-    ckpts = run / "checkpoints"
-    deadline = time.time() + TIMEOUT
-    while time.time() < deadline and not (ckpts.is_dir() and any(d.isdigit() for d in os.listdir(ckpts))):
-        time.sleep(0.1)
     procs[1].send_signal(signal.SIGKILL)
     killed_at = time.time()
     code = procs[0].wait(timeout=TIMEOUT)
     waited = time.time() - killed_at
+    procs[1].wait(timeout=60)
     log = (run / "process_0.log").read_text()
     assert code != 0
     # Two ways the survivor learns of the loss, depending on where the kill lands: the coordination service's
@@ -152,6 +138,14 @@ def test_a_lost_process_stops_the_others_within_the_heartbeat_timeout(tmp_path, 
     heartbeat_stop = missed in log and "1" in log.split(missed)[-1][:200]
     transport_stop = "gloo" in log and ("Received data size doesn't match" in log or "Connection closed" in log)
     assert heartbeat_stop or transport_stop, log[-3000:]
-    assert waited < heartbeat + 60, f"process 0 took {waited:.0f} s to notice"
+    assert waited < HEARTBEAT + 60, f"process 0 took {waited:.0f} s to notice"
+    saved = sorted(int(d) for d in os.listdir(ckpts) if d.isdigit())
+    assert saved and saved[-1] < NUM_STEPS, f"the run was not interrupted before its end: {saved}"
     # The last complete checkpoint still restores.
     assert runs.load_run(str(run)).step >= 20
+
+    # Relaunched, both processes resume from it and end where the uninterrupted run did.
+    codes, logs = _wait(_start(run, data_dir, 2, *STEPS), run)
+    assert codes == [0, 0], logs[0][-3000:]
+    assert "Resuming" in logs[0]
+    _assert_params_close(_params(reference), _params(run))

@@ -186,3 +186,30 @@ def test_contractive_penalty_is_taken_at_the_model_input():
     closed = fn(**kwargs, outputs=model.apply({"params": params}, x_tilde), method="closed_form")  # h from x~
     np.testing.assert_allclose(at_input, closed, rtol=1e-5)
     assert abs(float(at_clean) - float(at_input)) > 1e-4
+
+
+def test_warmup_steps_set_in_the_config_ramp_the_weight_of_the_loss_term():
+    # config.regularizers.<name>.warmup_steps = W: the weight at step t is weight * min(t / W, 1)
+    # (optax.linear_schedule from 0), so loss - nll = that weight times the closed-form L1 norm of the code.
+    from aejax.likelihoods import get_likelihood
+    from aejax.objectives import from_config
+    from configs import mnist_ae
+
+    config = mnist_ae.get_config("runlocal")
+    weight, warmup = 0.5, 10
+    with config.unlocked():
+        config.regularizers.l1_activity = dict(weight=weight, warmup_steps=warmup)
+    model = get_model("mlp", input_shape=(4, 4, 1), hidden=(6,), code_dim=3, code_activation="relu")
+    likelihood = get_likelihood("bernoulli")
+    loss_fn = jax.jit(from_config(config, model, likelihood).loss_fn)
+    x = jax.random.uniform(jax.random.key(0), (8, 4, 4, 1))
+    params = model.init(jax.random.key(1), x)["params"]
+    batch = Batch(x, jnp.zeros((8,), jnp.int32))
+    code = np.asarray(model.apply({"params": params}, x, method="encode"), np.float64)
+    l1 = np.abs(code).sum(axis=1).mean()
+    assert l1 > 0.1  # a code the penalty sees
+    for step in (0, 3, 7, 10, 25):
+        loss, (metrics, _) = loss_fn(params, {}, batch, jax.random.key(2), jnp.asarray(step))
+        np.testing.assert_allclose(metrics["reg/l1_activity"], l1, rtol=1e-5)
+        want = weight * min(step / warmup, 1.0) * l1
+        np.testing.assert_allclose(float(loss - metrics["loss/nll"]), want, rtol=1e-4, atol=1e-6)

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from sklearn.decomposition import PCA
 
 from aejax import runs, train
 from configs import mnist_ae
@@ -45,7 +46,16 @@ def test_launch_py_end_to_end_and_eval_only(tmp_path, data_dir, assert_figure):
     results = json.loads((workdir / "results.json").read_text())
     assert results["num_train"] == 4000 and results["num_test"] == 1000
     assert results["num_steps"] == 20 and results["code_dim"] == 8
-    assert np.isfinite(results["test_sq_err"]) and np.isfinite(results["pca_sq_err"])
+    # Both errors recomputed independently on the run's own splits: the model's from its checkpoint in float64
+    # numpy, the baseline's with sklearn's PCA of the train split (K = the code size, 8).
+    run = runs.load_run(str(workdir))
+    flat = lambda a: np.asarray(a, np.float64).reshape(len(a), -1)  # noqa: E731
+    test_x = flat(run.test_split.x)
+    recon = flat(run.likelihood.mean(run.model.apply(run.variables, run.test_split.x).decoder_output))
+    np.testing.assert_allclose(results["test_sq_err"], np.square(recon - test_x).sum(axis=1).mean(), rtol=1e-4)
+    pca = PCA(n_components=8).fit(flat(run.train_split.x))
+    pca_err = np.square(pca.inverse_transform(pca.transform(test_x)) - test_x).sum(axis=1).mean()
+    np.testing.assert_allclose(results["pca_sq_err"], pca_err, rtol=1e-3)
     assert results["beats_pca"] == (results["test_sq_err"] < results["pca_sq_err"])
     assert_figure(workdir / "reconstructions.png", min_width=500)
     assert_figure(workdir / "latent.png")

@@ -25,6 +25,7 @@ from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
+from aejax.analysis.batched import batched_apply
 from aejax.data import transforms
 
 matplotlib.use("Agg")  # figures are written to files; no display
@@ -194,9 +195,9 @@ def _fill_curves(out, representations, scalers, train_labels, test_labels, label
             out[name][n] = {"mean": float(np.mean(a)), "std": float(np.std(a)), "accuracies": a}
 
 
-def encode_split(encode: Callable[[np.ndarray], jax.Array], x: np.ndarray, batch_size: int = 500) -> np.ndarray:
-    """[N, *input_shape] -> [N, K] codes of a (jitted) encoder, in batches of `batch_size`."""
-    return np.concatenate([np.asarray(encode(x[i : i + batch_size])) for i in range(0, len(x), batch_size)])
+def encode_split(encode: Callable[..., jax.Array], x: np.ndarray, *args, batch_size: int = 500) -> np.ndarray:
+    """[N, *input_shape] -> [N, K] codes of an encoder `encode(xb, *args)`, by `batched.batched_apply`."""
+    return batched_apply(encode, x, *args, batch_size=batch_size)
 
 
 def pca_codes(train_x: np.ndarray, test_x: np.ndarray, k: int) -> Representation:

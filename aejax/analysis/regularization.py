@@ -7,8 +7,8 @@
   fraction of saturated sigmoid units (h < 0.05 or h > 0.95), and the contraction ratio
   ||f(x0) - f(x1)|| / ||x0 - x1|| with x1 = x0 + r u, u a random unit direction, against the radius r.
 
-Jacobians are exact (`aejax.regularizers.contractive`) and computed in fixed-size chunks so that each analysis
-compiles once and memory stays at chunk_size * H * D floats.
+Jacobians are exact (`aejax.regularizers.contractive`) and computed in fixed-size chunks
+(`aejax.analysis.batched`) so that each analysis compiles once and memory stays at chunk_size * H * D floats.
 """
 
 from collections.abc import Callable, Sequence
@@ -19,29 +19,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from aejax import corruptions
+from aejax.analysis.batched import batched_apply
 from aejax.regularizers.contractive import encoder_jacobian, jacobian_frobenius_sq
 
 # [B, *input_shape] -> [B, ...]: an encoder f (codes [B, H]) or a reconstruction map (x~ -> E[x | f(x~)]).
 BatchFn = Callable[[jax.Array], jax.Array]
 
 
-def _chunks(fn: BatchFn, x: np.ndarray, chunk_size: int):
-    """Yields (fn(chunk) as numpy, number of valid rows); the last chunk is zero-padded so fn compiles once."""
+def _chunked(fn: BatchFn, x: np.ndarray, chunk_size: int) -> np.ndarray:
+    """fn over the float32 rows of x in chunks of chunk_size (`batched_apply`): one compilation for any N."""
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}.")
-    x = np.asarray(x, np.float32)
-    jfn = jax.jit(fn)
-    for i in range(0, len(x), chunk_size):
-        xb = x[i : i + chunk_size]
-        pad = chunk_size - len(xb)
-        if pad:
-            xb = np.concatenate([xb, np.zeros((pad, *x.shape[1:]), x.dtype)])
-        yield np.asarray(jfn(jnp.asarray(xb))), chunk_size - pad
-
-
-def _chunked(fn: BatchFn, x: np.ndarray, chunk_size: int) -> np.ndarray:
-    """fn over the rows of x in chunks of chunk_size: one compilation for any N."""
-    return np.concatenate([out[:valid] for out, valid in _chunks(fn, x, chunk_size)])
+    return batched_apply(fn, np.asarray(x, np.float32), batch_size=chunk_size)
 
 
 def singular_values(jac: np.ndarray) -> np.ndarray:
@@ -205,11 +194,15 @@ def jacobian_spectrum(encode: BatchFn, x: np.ndarray, *, chunk_size: int = 8) ->
       ValueError: for chunk_size < 1.
     """
 
-    total, n = None, 0
-    for jac, valid in _chunks(lambda xb: encoder_jacobian(encode, xb), x, chunk_size):
-        s = singular_values(jac[:valid]).sum(axis=0)
-        total, n = (s if total is None else total + s), n + valid
-    return total / n
+    def jacobians(xb):
+        return encoder_jacobian(encode, xb)
+
+    # A chunk's [B, H, D] Jacobians at a time (one function object: compiled once), reduced on the host.
+    total = sum(
+        singular_values(_chunked(jacobians, x[i : i + chunk_size], chunk_size)).sum(axis=0)
+        for i in range(0, len(x), max(chunk_size, 1))
+    )
+    return total / len(x)
 
 
 def saturated_fraction(h: np.ndarray, *, low: float = 0.05, high: float = 0.95) -> float:

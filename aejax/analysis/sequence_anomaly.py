@@ -12,39 +12,31 @@ Two scores per window of a long series, both mapped to per-point scores by `aeja
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from aejax.analysis.batched import batched_apply
 
 
 def reconstruct_fn(model, variables) -> Callable:
     """The jitted (x [B, T, C], mask [B, T] or None) -> (reconstruction [B, T, C], code [B, K]) of a model in
-    evaluation mode."""
-    return jax.jit(lambda x, mask: (lambda o: (o.decoder_output, o.code))(model.apply(variables, x, mask=mask)))
+    evaluation mode; its one argument is the pair, so `batched_apply` chunks both."""
+    return jax.jit(lambda xm: (lambda o: (o.decoder_output, o.code))(model.apply(variables, xm[0], mask=xm[1])))
 
 
 def reconstruct(
     apply_fn: Callable, x: np.ndarray, mask: np.ndarray | None = None, *, batch_size: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluation-mode reconstructions of series in batches of one shape (one compilation).
+    """Evaluation-mode reconstructions of series in batches of one shape (`batched_apply`).
 
     Args:
       apply_fn: `reconstruct_fn(model, variables)`.
       x: [N, T, C] series; mask: [N, T] their valid steps (`Split.mask`), None: every step.
-      batch_size: rows per call; every batch is padded to it.
+      batch_size: rows per call (rounded up to a multiple of the devices); the last batch is padded to it.
 
     Returns:
       (reconstruction [N, T, C] zero on padding, code [N, K]).
     """
-    n = len(x)
-    recons, codes = [], []
-    for start in range(0, n, batch_size):
-        # Every batch is padded to batch_size with copies of its first row, so one shape compiles once.
-        stop = min(start + batch_size, n)
-        rows = np.concatenate([np.arange(start, stop), np.full(start + batch_size - stop, start)])
-        r, c = apply_fn(jnp.asarray(x[rows]), None if mask is None else jnp.asarray(mask[rows]))
-        recons.append(np.asarray(r)[: stop - start])
-        codes.append(np.asarray(c)[: stop - start])
-    return np.concatenate(recons), np.concatenate(codes)
+    return batched_apply(apply_fn, (x, mask), batch_size=batch_size)
 
 
 def step_errors(recon: np.ndarray, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

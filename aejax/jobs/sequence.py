@@ -30,7 +30,7 @@ import numpy as np
 from aejax import checkpoint, loop, optim, plots, runs, sharding
 from aejax import train as train_lib
 from aejax import train_step as ts
-from aejax.analysis import embedding, sequence_anomaly, sequence_plots
+from aejax.analysis import embedding, probe, sequence_anomaly, sequence_plots
 from aejax.data import datasets, pipeline, series, transforms
 from aejax.likelihoods import get_likelihood
 from aejax.metric_writer import read_metrics
@@ -223,7 +223,6 @@ def _anomaly_results(config, data: SequenceData, apply_fn, workdir: str) -> dict
 
 
 def _class_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
     test = data.test
@@ -250,8 +249,7 @@ def _class_results(config, data: SequenceData, apply_fn, workdir: str) -> dict:
     out = {}
     raw = {"code": (train_codes, test_codes), "raw": (raw_features(data.train), raw_features(test))}
     for name, (a, b) in raw.items():
-        probe = LogisticRegression(max_iter=2000).fit(a, data.train.labels)
-        out[f"probe_accuracy/{name}"] = float(probe.score(b, test.labels))
+        out[f"probe_accuracy/{name}"] = probe.probe_accuracy(a, data.train.labels, b, test.labels, max_iter=2000)
     return out
 
 

@@ -1,8 +1,8 @@
 """Runs the score-matching analysis of DAEs (Alain & Bengio 2014) and prints the README's table.
 
-  python experiments/alain_bengio_2014/run.py                  # the quick variant, about 2-4 min on 2 CPU cores
-  python experiments/alain_bengio_2014/run.py --variant=       # the full variant
-  python experiments/alain_bengio_2014/run.py --workdir=/tmp/ab14
+  python -m experiments.alain_bengio_2014.run                  # the quick variant, about 2-4 min on 2 CPU cores
+  python -m experiments.alain_bengio_2014.run --variant=       # the full variant
+  python -m experiments.alain_bengio_2014.run --workdir=/tmp/ab14
 
 Equivalent to `python launch.py --config=configs/score_dae.py:quick --workdir=...` followed by the table.
 """
@@ -10,12 +10,9 @@ Equivalent to `python launch.py --config=configs/score_dae.py:quick --workdir=..
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-
-from aejax.jobs import score_dae  # noqa: E402
-from configs import score_dae as score_config  # noqa: E402
+from aejax.jobs import score_dae
+from configs import score_dae as score_config
 
 
 def table(r: dict) -> str:

@@ -1,7 +1,7 @@
 """One-class anomaly detection on mnist5k: for each digit, train on that digit only, score the whole test split.
 
-  python experiments/anomaly_mnist/run.py                                   # AE, DAE, VAE; digits 0-9
-  python experiments/anomaly_mnist/run.py --models=ae --digits=3 --steps=300 --workdir=/tmp/anomaly
+  python -m experiments.anomaly_mnist.run                                   # AE, DAE, VAE; digits 0-9
+  python -m experiments.anomaly_mnist.run --models=ae --digits=3 --steps=300 --workdir=/tmp/anomaly
 
 Each (model, digit) trains for --steps steps (default 300, ~100 epochs of the ~400 training images of one digit)
 in <workdir>/<model>_<digit> with config.train_classes = digit and the "anomaly" report; a finished workdir is
@@ -16,15 +16,12 @@ splits. Writes <workdir>/table.md (mean over digits and per digit, ROC AUC and P
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-
-from aejax import train  # noqa: E402
-from configs import mnist_ae  # noqa: E402
-from configs import vae as vae_config  # noqa: E402
+from aejax import runs
+from configs import mnist_ae
+from configs import vae as vae_config
 
 MODELS = ("ae", "dae", "vae")
 # (model, score) rows of the table, in order; baselines from the AE runs (grey pixels, as the AE and DAE see
@@ -66,14 +63,7 @@ def make_config(model: str, digit: int, args):
 
 
 def run_one(model: str, digit: int, args) -> dict:
-    workdir = os.path.join(args.workdir, f"{model}_{digit}")
-    path = os.path.join(workdir, "results.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            res = json.load(f)
-        if res.get("num_steps") == args.steps and any(k.startswith("anomaly/") for k in res):
-            return res
-    return train.train_and_evaluate(make_config(model, digit, args), workdir)
+    return runs.train_or_load(make_config(model, digit, args), os.path.join(args.workdir, f"{model}_{digit}"))
 
 
 def table(results: dict, digits: list[int], metric: str) -> str:

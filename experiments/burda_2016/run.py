@@ -1,8 +1,8 @@
 """VAE vs IWAE training (Burda et al. 2016, Table 1), a CPU-scale analogue on binarised mnist5k.
 
-  python experiments/burda_2016/run.py                                    # k = 1, 5, 50; 1000 steps each
-  python experiments/burda_2016/run.py --workdir=/tmp/burda --data_dir=/tmp/tfds
-  python experiments/burda_2016/run.py --ks=1,50 --steps=1000 --eval_samples=1000
+  python -m experiments.burda_2016.run                                    # k = 1, 5, 50; 1000 steps each
+  python -m experiments.burda_2016.run --workdir=/tmp/burda --data_dir=/tmp/tfds
+  python -m experiments.burda_2016.run --ks=1,50 --steps=1000 --eval_samples=1000
 
 Each k trains `configs/vae.py` (default variant: K = 20, 784-512-256 encoder, Bernoulli decoder) with
 config.vae.train_samples = k (k = 1: the ELBO with the analytic KL; k > 1: the IWAE_k bound) for the same
@@ -13,12 +13,9 @@ IWAE_{eval_samples} (default 1000) and the ELBO.
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-
-from aejax import train  # noqa: E402
-from configs import vae as vae_config  # noqa: E402
+from aejax import train
+from configs import vae as vae_config
 
 
 def make_config(k: int, args):

@@ -1,7 +1,7 @@
 """Inpainting on mnist5k: every fill of the "inpainting" report, on the 1,000 test digits, four masks.
 
-  python experiments/inpainting_mnist/run.py                                 # all four runs, 2000 steps each
-  python experiments/inpainting_mnist/run.py --runs=ae,vae --steps=500 --workdir=/tmp/inpaint
+  python -m experiments.inpainting_mnist.run                                 # all four runs, 2000 steps each
+  python -m experiments.inpainting_mnist.run --runs=ae,vae --steps=500 --workdir=/tmp/inpaint
 
 Runs (all on the 4,000 grey training digits, every class), each in <workdir>/<run>, a finished one reused:
 - ae:          configs/mnist_ae.py, 784-1000-500-250-30, Bernoulli decoder;
@@ -16,14 +16,11 @@ Each report also fills with the mean image and with PCA at the run's code size. 
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-
-from aejax import train  # noqa: E402
-from aejax.analysis.inpainting import MASKS  # noqa: E402
-from configs import denoising, mnist_ae  # noqa: E402
-from configs import vae as vae_config  # noqa: E402
+from aejax import runs
+from aejax.analysis.inpainting import MASKS
+from configs import denoising, mnist_ae
+from configs import vae as vae_config
 
 RUNS = ("ae", "dae", "dae_sigmoid", "vae")
 FILL_NAMES = {
@@ -61,14 +58,7 @@ def make_config(run: str, args):
 
 
 def run_one(run: str, args) -> dict:
-    workdir = os.path.join(args.workdir, run)
-    path = os.path.join(workdir, "results.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            res = json.load(f)
-        if res.get("num_steps") == args.steps and any(k.startswith("inpainting/") for k in res):
-            return res
-    return train.train_and_evaluate(make_config(run, args), workdir)
+    return runs.train_or_load(make_config(run, args), os.path.join(args.workdir, run))
 
 
 def table(results: dict, metric: str) -> str:

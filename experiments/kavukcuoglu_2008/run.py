@@ -7,28 +7,23 @@ dictionary, PSD encoder, PCA, KL-sparse AE, DAE, random filters of each patch si
 orientation selectivity S) and `<workdir>/summary.json`. Runs that already finished in `<workdir>/<method>` are
 reused.
 
-    python experiments/kavukcuoglu_2008/run.py --workdir=/tmp/k08 --data_dir=/tmp/tfds_dev      # ~5 min
-    python experiments/kavukcuoglu_2008/run.py --patches=12x12 --workdir=/tmp/k08_lcn   # all on LCN 12x12
-    python experiments/kavukcuoglu_2008/run.py --runlocal --workdir=/tmp/k08_local      # seconds, smoke test
+    python -m experiments.kavukcuoglu_2008.run --workdir=/tmp/k08 --data_dir=/tmp/tfds_dev      # ~5 min
+    python -m experiments.kavukcuoglu_2008.run --patches=12x12 --workdir=/tmp/k08_lcn   # all on LCN 12x12
+    python -m experiments.kavukcuoglu_2008.run --runlocal --workdir=/tmp/k08_local      # seconds, smoke test
 """
 
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 from sklearn.decomposition import PCA
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)  # for `configs`
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for this folder's config.py
-import config as k08_config  # noqa: E402
-
-from aejax import runs, train  # noqa: E402
-from aejax.analysis import filters  # noqa: E402
-from aejax.analysis.reports.filters import filter_banks  # noqa: E402
-from aejax.data.datasets import Split  # noqa: E402
+from aejax import runs
+from aejax.analysis import filters
+from aejax.analysis.reports.filters import filter_banks
+from aejax.data.datasets import Split
+from experiments.kavukcuoglu_2008 import config as k08_config
 
 NUM_PCA = 64
 
@@ -54,12 +49,9 @@ def run_method(
     """
     out = os.path.join(workdir, method)
     variant = ",".join([method, *([patches] if patches else []), *(["runlocal"] if runlocal else [])])
-    if not os.path.exists(os.path.join(out, "results.json")):
-        config = k08_config.get_config(variant)
-        config.data_dir = data_dir
-        train.train_and_evaluate(config, out)
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
+    config = k08_config.get_config(variant)
+    config.data_dir = data_dir
+    results = runs.train_or_load(config, out)
     run = runs.load_run(out)  # the config the run was trained with, its latest checkpoint and its data
     return results, run.variables["params"], run.config.dataset.split("/")[1], run.train_split
 

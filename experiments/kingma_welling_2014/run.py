@@ -1,8 +1,8 @@
 """Latent size sweep of the VAE (Kingma & Welling 2014, Fig. 2), a CPU-scale analogue on binarised mnist5k.
 
-  python experiments/kingma_welling_2014/run.py                                   # K = 2, 5, 10, 20, 50
-  python experiments/kingma_welling_2014/run.py --workdir=/tmp/kw14 --data_dir=/tmp/tfds
-  python experiments/kingma_welling_2014/run.py --steps=1500 --eval_samples=100 --codes=2,20
+  python -m experiments.kingma_welling_2014.run                                   # K = 2, 5, 10, 20, 50
+  python -m experiments.kingma_welling_2014.run --workdir=/tmp/kw14 --data_dir=/tmp/tfds
+  python -m experiments.kingma_welling_2014.run --steps=1500 --eval_samples=100 --codes=2,20
 
 Each K trains `configs/vae.py` (default variant) with config.model.code_dim = K in <workdir>/K<K>; a finished
 workdir is reused (aejax resumes or skips it). The train-split ELBO is computed afterwards from the checkpoint
@@ -12,15 +12,12 @@ on one fixed binarisation of the (grey, dynamically binarised) training split.
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from aejax import loop, runs, train, train_step  # noqa: E402
-from aejax.data import transforms  # noqa: E402
-from configs import vae as vae_config  # noqa: E402
+from aejax import loop, runs, train, train_step
+from aejax.data import transforms
+from configs import vae as vae_config
 
 
 def make_config(k: int, args) -> "ml_collections.ConfigDict":  # noqa: F821

@@ -1,8 +1,8 @@
 """EncDec-AD (Malhotra et al. 2016) and sequence-autoencoder codes on aeon's bundled series, with the classical
 detectors beside them. A CPU-scale analogue; see README.md.
 
-  PYTHONPATH=. python experiments/malhotra_2016/run.py --out=runs/malhotra_2016            # everything
-  PYTHONPATH=. python experiments/malhotra_2016/run.py --out=runs/malhotra_2016 --parts=kdd
+  python -m experiments.malhotra_2016.run --out=runs/malhotra_2016            # everything
+  python -m experiments.malhotra_2016.run --out=runs/malhotra_2016 --parts=kdd
 
 Parts: "kdd" (anomaly detection on kdd_tsad_135: the autoencoders via launch's job, then STOMP, LOF, DWT-MLEAD,
 KMeansAD and IsolationForest from aeon on the same split; kdd_scores.png), "oneclass" (GunPoint, ArrowHead,
@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from aejax import runs
 from aejax.analysis import sequence_anomaly, sequence_plots
 from aejax.data import datasets, series, transforms
 from aejax.jobs import sequence as job
@@ -34,16 +35,12 @@ def run_ae(variant: str, out: str, overrides: dict | None = None) -> dict:
     """Trains (or reads back) one autoencoder run of configs/seq2seq.py and returns its results.json."""
     name = variant.replace(",", "_") + "".join(f"_{k.split('.')[-1]}{v}" for k, v in (overrides or {}).items())
     workdir = os.path.join(out, name)
-    path = os.path.join(workdir, "results.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f) | {"workdir": workdir}
     config = seq2seq.get_config(variant)
     with config.unlocked():
         for key, value in (overrides or {}).items():
             section, field = key.split(".")
             config[section][field] = value
-    return job.train_and_evaluate(config, workdir) | {"workdir": workdir}
+    return runs.train_or_load(config, workdir) | {"workdir": workdir}
 
 
 def kdd(out: str) -> tuple[dict, str]:

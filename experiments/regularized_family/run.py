@@ -1,8 +1,8 @@
 """Trains the plain autoencoder and each regularized one (quick CPU variants) and compares them.
 
-  python experiments/regularized_family/run.py --data_dir=/tmp/tfds_dev --workdir=/tmp/regularized_family
-  python experiments/regularized_family/run.py --all      # also emphasized DAE, exact CAE, CAE+H (+ ~6 min)
-  python experiments/regularized_family/run.py --runlocal --workdir=/tmp/rf_local   # 20 steps a run, smoke test
+  python -m experiments.regularized_family.run --data_dir=/tmp/tfds_dev --workdir=/tmp/regularized_family
+  python -m experiments.regularized_family.run --all      # also emphasized DAE, exact CAE, CAE+H (+ ~6 min)
+  python -m experiments.regularized_family.run --runlocal --workdir=/tmp/rf_local   # 20 steps a run, smoke test
 
 Each run is `aejax.train.train_and_evaluate` on a config of configs/{sparse,denoising,contractive}.py with its
 "quick" variant ("runlocal" with --runlocal), in `<workdir>/<run>`; a run whose results.json exists is not
@@ -13,18 +13,15 @@ denoising_*.png, contractive_*.png.
 import argparse
 import json
 import os
-import sys
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # repo root: configs
-
-from aejax import plots, runs, train  # noqa: E402
-from aejax.analysis import regularization  # noqa: E402
-from aejax.analysis.reports import contractive as contractive_report  # noqa: E402
-from aejax.analysis.reports import sparsity as sparsity_report  # noqa: E402
-from configs import contractive, denoising, sparse  # noqa: E402
+from aejax import plots, runs
+from aejax.analysis import regularization
+from aejax.analysis.reports import contractive as contractive_report
+from aejax.analysis.reports import sparsity as sparsity_report
+from configs import contractive, denoising, sparse
 
 # name -> (config module, variant, reports): the plain references train the same networks without a penalty.
 RUNS = {
@@ -57,15 +54,7 @@ def run_all(todo: dict, workdir: str, data_dir: str | None, runlocal: bool = Fal
         config.data_dir = data_dir
         config.analysis.reports = reports
         config.analysis.pca_baseline = False  # the comparison here is between autoencoders
-        run_dir = os.path.join(workdir, name)
-        path = os.path.join(run_dir, "results.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                results = json.load(f)
-        else:
-            print(f"== {name}: {module.__name__}:{variant}", flush=True)
-            results = train.train_and_evaluate(config, run_dir)
-        out[name] = (config, results)
+        out[name] = (config, runs.train_or_load(config, os.path.join(workdir, name)))
     return out
 
 

@@ -1,8 +1,8 @@
 """Does pre-training help a one-hidden-layer classifier, and which autoencoder helps most? (Rifai et al. 2011,
 Table 1; Erhan et al. 2010.) A CPU-scale analogue on mnist5k with 400 and 4,000 labels.
 
-  PYTHONPATH=. python experiments/rifai_2011/run.py --workdir=/tmp/rifai_2011
-  PYTHONPATH=. python experiments/rifai_2011/run.py --runlocal --workdir=/tmp/rifai_local   # seconds a run
+  python -m experiments.rifai_2011.run --workdir=/tmp/rifai_2011
+  python -m experiments.rifai_2011.run --runlocal --workdir=/tmp/rifai_local   # seconds a run
 
 The network is 784-500 sigmoid (configs/contractive.py's "quick" size), pre-trained for 50 epochs (1,550 steps
 of batch 128 on the 4,000 unlabelled training digits) as
@@ -23,13 +23,10 @@ Writes table.md and results.json in the workdir.
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # repo root: configs
-
-from aejax import train  # noqa: E402
-from aejax.jobs import finetune  # noqa: E402
-from configs import contractive, denoising, vae  # noqa: E402
+from aejax import runs
+from aejax.jobs import finetune
+from configs import contractive, denoising, vae
 
 PAPER = (
     "Rifai et al. 2011, Table 1 (full MNIST, tens of thousands of labels, one pre-trained hidden layer, "
@@ -86,12 +83,7 @@ def main():
         config.data_dir = args.data_dir
         config.lock()
         run_dir = os.path.join(args.workdir, name)
-        path = os.path.join(run_dir, "results.json")
-        if not os.path.exists(path):
-            print(f"== pre-training {name}", flush=True)
-            train.train_and_evaluate(config, run_dir)
-        with open(path) as f:
-            res = json.load(f)
+        res = runs.train_or_load(config, run_dir)
         # Random init of the same network: the AE's for the 784-500 classifier, the VAE's own for the VAE.
         starts = ("pretrained", "random") if name in ("ae", "vae") else ("pretrained",)
         res["finetune"] = finetune.compare_starts(

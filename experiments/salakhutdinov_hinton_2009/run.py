@@ -11,31 +11,26 @@
 Writes <workdir>/compression.png, compression_table.md, retrieval_tables.md and summary.json. Runs that already
 finished in <workdir>/<name> are reused.
 
-    PYTHONPATH=. python experiments/salakhutdinov_hinton_2009/run.py --workdir=/tmp/sh09        # ~25 CPU minutes
-    PYTHONPATH=. python experiments/salakhutdinov_hinton_2009/run.py --runlocal --workdir=/tmp/sh09_local
+    python -m experiments.salakhutdinov_hinton_2009.run --workdir=/tmp/sh09        # ~25 CPU minutes
+    python -m experiments.salakhutdinov_hinton_2009.run --runlocal --workdir=/tmp/sh09_local
 """
 
 import argparse
 import json
 import os
-import sys
 
 import jax
 import matplotlib
 import matplotlib.ticker
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, ROOT)  # for `configs`
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for this folder's config.py
-import config as sh09_config  # noqa: E402
-
-from aejax import runs, train  # noqa: E402
-from aejax.analysis import compression  # noqa: E402
-from configs import hashing as hashing_config  # noqa: E402
+from aejax import runs
+from aejax.analysis import compression
+from configs import hashing as hashing_config
+from experiments.salakhutdinov_hinton_2009 import config as sh09_config
 
 BITS_PER_DIM = (4, 8)
 HASH_BITS = (16, 32, 64)
@@ -44,9 +39,8 @@ HASH_BITS = (16, 32, 64)
 def trained(name: str, config, workdir: str, data_dir: str | None) -> runs.Run:
     """Trains `config` in <workdir>/<name> unless it finished there; returns the loaded run."""
     out = os.path.join(workdir, name)
-    if not os.path.exists(os.path.join(out, "results.json")):
-        config.data_dir = data_dir
-        train.train_and_evaluate(config, out)
+    config.data_dir = data_dir
+    runs.train_or_load(config, out)
     return runs.load_run(out)
 
 

@@ -8,7 +8,7 @@ addresses, so the ball retrieves about as many items as on the real database and
 probing, not the size of the answer). Queries are the codes of the first 100 test digits. Each time is the median
 of interleaved repeats on a shared 2-core CPU: noisy, compare orders of magnitude.
 
-    PYTHONPATH=. python experiments/salakhutdinov_hinton_2009/speed.py --run=/tmp/sh09/hashing_bits32
+    python -m experiments.salakhutdinov_hinton_2009.speed --run=/tmp/sh09/hashing_bits32
 """
 
 import argparse
@@ -31,9 +31,8 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="a finished configs/hashing.py workdir")
     args = parser.parse_args()
     run = runs.load_run(args.run)
-    db_bits = model_codes(run, run.train_split.x)[
-        0
-    ]  # a Run has the model and variables a report reads.astype(np.uint8)
+    # A Run has the model and variables a report reads.
+    db_bits = model_codes(run, run.train_split.x)[0].astype(np.uint8)
     q_bits = model_codes(run, run.test_split.x[:NUM_QUERIES])[0].astype(np.uint8)
     rng = np.random.default_rng(0)
     rows = []

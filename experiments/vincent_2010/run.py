@@ -1,8 +1,8 @@
 """Does greedy layer-wise (denoising) pre-training help a deep classifier? (Vincent et al. 2010, Table 3: SAE-3
 vs SDAE-3; Erhan et al. 2010.) A CPU-scale analogue on mnist5k with 400 and 4,000 labels.
 
-  PYTHONPATH=. python experiments/vincent_2010/run.py --workdir=/tmp/vincent_2010
-  PYTHONPATH=. python experiments/vincent_2010/run.py --runlocal --workdir=/tmp/vincent_local   # seconds
+  python -m experiments.vincent_2010.run --workdir=/tmp/vincent_2010
+  python -m experiments.vincent_2010.run --runlocal --workdir=/tmp/vincent_local   # seconds
 
 The network is configs/stacked.py's "quick" 784-256-128-30 (sigmoid hidden units, linear 30-D top layer),
 pre-trained greedily, one layer at a time for 10 epochs each on the 4,000 unlabelled training digits, as
@@ -20,12 +20,10 @@ Writes table.md and results.json in the workdir.
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))  # repo root: configs
-
-from aejax.jobs import finetune, stacked  # noqa: E402
-from configs import stacked as stacked_configs  # noqa: E402
+from aejax import runs
+from aejax.jobs import finetune
+from configs import stacked as stacked_configs
 
 PAPER = (
     "Vincent et al. 2010, Table 3 (full MNIST, tens of thousands of labels, 3 hidden layers, hyperparameters "
@@ -63,12 +61,7 @@ def main():
     results = {}
     for name, variant in (("sae", ""), ("sdae", "sdae")):
         run_dir = os.path.join(args.workdir, name)
-        path = os.path.join(run_dir, "results.json")
-        if not os.path.exists(path):
-            print(f"== pre-training {name}", flush=True)
-            stacked.train_and_evaluate(config(variant, args.runlocal, args.data_dir), run_dir)
-        with open(path) as f:
-            res = json.load(f)
+        res = runs.train_or_load(config(variant, args.runlocal, args.data_dir), run_dir)
         encoder_run = os.path.join(run_dir, "finetune")
         with open(os.path.join(encoder_run, "results.json")) as f:
             res["encoder_run"] = json.load(f)

@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from aejax.analysis import inpainting  # noqa: E402
+from aejax.analysis.batched import batched_apply  # noqa: E402
 from aejax.analysis.reports import REPORTS, RunContext  # noqa: E402
 from aejax.models.vae import VAE  # noqa: E402
 
@@ -38,20 +39,14 @@ NUM_IMAGES = 10
 CHUNK = 500
 
 
-def _chunked(fn, x: np.ndarray, *args) -> list:
-    """fn(x[i : i + CHUNK], chunk index, *args) over the chunks of x, outputs concatenated (each a tuple or an
-    array)."""
-    outs = [fn(jnp.asarray(x[i : i + CHUNK]), i // CHUNK, *args) for i in range(0, len(x), CHUNK)]
-    if isinstance(outs[0], tuple):
-        return [np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(len(outs[0]))]
-    return np.concatenate([np.asarray(o) for o in outs])
-
-
 def reconstructor(ctx: RunContext):
     """x [N, ...] -> r(x) [N, ...], the mean reconstruction (for a VAE at z = mu)."""
-    # The variables are an argument, not closed-over constants baked into (and slowing) the compiled program.
-    apply = jax.jit(lambda v, xb: ctx.likelihood.mean(ctx.model.apply(v, xb).decoder_output))
-    return lambda x: _chunked(lambda xb, i: apply(ctx.variables, xb), x)
+
+    # One function object for every call: `batched_apply` compiles it once.
+    def apply(xb, variables):
+        return ctx.likelihood.mean(ctx.model.apply(variables, xb).decoder_output)
+
+    return lambda x: batched_apply(apply, x, ctx.variables, batch_size=CHUNK)
 
 
 def gibbs_step(ctx: RunContext):
@@ -59,8 +54,7 @@ def gibbs_step(ctx: RunContext):
     binary = ctx.config.transforms.binarize != "none"
     base = jax.random.key(ctx.config.seed)
 
-    @jax.jit
-    def one(variables, xb, key):
+    def one(xb, key, variables):
         k_z, k_x = jax.random.split(key)
         mu, logvar = ctx.model.apply(variables, xb, method="posterior")
         z = mu + jnp.exp(0.5 * logvar) * jax.random.normal(k_z, mu.shape, mu.dtype)
@@ -69,8 +63,8 @@ def gibbs_step(ctx: RunContext):
         return mean, sample
 
     def step(x, t):
-        key = jax.random.fold_in(base, t)
-        return tuple(_chunked(lambda xb, i: one(ctx.variables, xb, jax.random.fold_in(key, i)), x))
+        # Chunk i of step t draws from fold_in(fold_in(base, t), i).
+        return batched_apply(one, x, ctx.variables, batch_size=CHUNK, rng=jax.random.fold_in(base, t))
 
     return step
 

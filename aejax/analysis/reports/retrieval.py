@@ -15,7 +15,6 @@ curves and the digits retrieved for a few queries), retrieval_table.md and retri
 import os
 import time
 
-import jax
 import matplotlib
 
 matplotlib.use("Agg")  # figures are written to files; no display
@@ -25,6 +24,7 @@ from sklearn.metrics import pairwise_distances
 from sklearn.neighbors import NearestNeighbors
 
 from aejax.analysis import binary_codes, retrieval
+from aejax.analysis.batched import batched_apply
 from aejax.analysis.reports import REPORTS, RunContext
 
 # timing_repeats: timings are the median of interleaved repeats (machines are shared, timings noisy).
@@ -37,13 +37,12 @@ SHOW_QUERIES, SHOW_NEIGHBOURS = 5, 10
 def model_codes(ctx: RunContext, x: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """(code [N, K], real-valued code [N, K]) of the model at evaluation: the bits and sigmoid(logits) for a
     hashing model (outputs.extras["code_probs"]), the code twice otherwise."""
-    apply = jax.jit(lambda v, xb: ctx.model.apply(v, xb))
-    codes, reals = [], []
-    for i in range(0, len(x), batch_size):
-        out = apply(ctx.variables, x[i : i + batch_size])
-        codes.append(np.asarray(out.code))
-        reals.append(np.asarray(out.extras.get("code_probs", out.code)))
-    return np.concatenate(codes), np.concatenate(reals)
+
+    def codes(xb, variables):
+        out = ctx.model.apply(variables, xb)
+        return out.code, out.extras.get("code_probs", out.code)
+
+    return batched_apply(codes, x, ctx.variables, batch_size=batch_size)
 
 
 def _median_timing(fns: dict, repeats: int) -> dict[str, float]:

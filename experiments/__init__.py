@@ -1,0 +1,1 @@
+"""Paper reproductions, one package each: run from the repo root as `python -m experiments.<name>.run`."""
