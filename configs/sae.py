@@ -1,0 +1,86 @@
+"""Sparse autoencoders (issue 20): TopK, BatchTopK, JumpReLU, Gated and ReLU + L1 SAEs, and the k-sparse
+autoencoder of Makhzani & Frey (2014), on the bundled 5,000 MNIST digits (the language-model activation default
+comes with the activation store).
+
+  python launch.py --config=configs/sae.py                         # TopK SAE, 784 -> 1024 latents, k = 32
+  python launch.py --config=configs/sae.py:jumprelu                # or batchtopk, gated, relu_l1
+  python launch.py --config=configs/sae.py:kmakhzani               # 1,000 linear tied units, k = 25, alpha*k
+  python launch.py --config=configs/sae.py:runlocal --workdir=/tmp/sae      # seconds, smoke test
+  python launch.py --config=configs/sae.py:gated,runlocal --workdir=/tmp/sae_gated
+
+Variants (comma separated): at most one of "topk" (default), "batchtopk", "jumprelu", "gated", "relu_l1",
+"kmakhzani"; optional "runlocal". The SAE options are the model's attributes in `config.model` (see
+aejax/models/sae_base.py and the architecture's module), e.g. --config.model.aux_k=0 turns AuxK off.
+Writes the `sae` report (FVU, L0, dead fraction, feature density, top-activating digits).
+
+The sparsity coefficients below were chosen for this data (inputs normalised to E||x||^2 = d = 784, squared
+error summed over the 784 components), not taken from the papers, whose units differ.
+"""
+
+import ml_collections
+
+from configs import mnist_ae
+from configs import variants as variants_lib
+
+ARCHITECTURES = ("topk", "batchtopk", "jumprelu", "gated", "relu_l1", "kmakhzani")
+VARIANTS = (*ARCHITECTURES, "runlocal")
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+    variants = variants_lib.parse(arg, VARIANTS)
+    arch = variants_lib.one_of(variants, ARCHITECTURES, default="topk")
+
+    c = mnist_ae.get_config("runlocal" if "runlocal" in variants else "")
+    c.unlock()
+    c.likelihood = "gaussian"  # unused by the loss; its mean (identity) shows reconstructions
+    c.objective = "sae"
+    shared = dict(
+        n_latents=1024,
+        tied=False,
+        unit_norm_decoder=True,
+        encoder_init_transpose=True,
+        pre_bias=True,
+        b_dec_init="geometric_median",
+        normalize_input=True,
+        dead_after=20_000,  # 5 epochs of the 4,000 training digits (Gao et al.: 10M tokens)
+        aux_k=256,  # about d / 3 (Gao et al.: 512 at d = 768)
+        auxk_coeff=1 / 32,
+    )
+    specific = {
+        "topk": dict(k=32, relu=True, eval_k_multiplier=1.0),
+        "batchtopk": dict(k=32, threshold_decay=0.99),
+        "jumprelu": dict(l0_coeff=1.0, bandwidth=0.05, threshold_init=0.05, pre_bias=False, aux_k=0),
+        "gated": dict(l1_coeff=0.3, aux_k=0),
+        "relu_l1": dict(l1_coeff=0.3, aux_k=0),
+        # Makhzani & Frey 2014 on MNIST: 1,000 linear hidden units, tied weights, k = 25, alpha * k at test
+        # (they pick alpha >= 1; 3 is our choice); no unit-norm decoder, pre-bias, normalisation or AuxK.
+        "kmakhzani": dict(
+            n_latents=1000,
+            k=25,
+            relu=False,
+            eval_k_multiplier=3.0,
+            tied=True,
+            unit_norm_decoder=False,
+            pre_bias=False,
+            b_dec_init="zeros",
+            normalize_input=False,
+            aux_k=0,
+        ),  # fmt: skip
+    }[arch]
+    c.model_name = "topk" if arch == "kmakhzani" else arch
+    c.model = ml_collections.ConfigDict({**shared, **specific})
+    c.batch_size = 256
+    c.num_epochs = 50
+    c.eval_every = 250
+    c.checkpoint_every = 250
+    c.analysis.pca_baseline = False  # overcomplete codes have no PCA counterpart
+    c.analysis.embedding = "pca"
+    c.analysis.reports = "sae"
+    if "runlocal" in variants:
+        small = dict(n_latents=64, dead_after=256, aux_k=16 if c.model.aux_k else 0)
+        if "k" in c.model:
+            small["k"] = 8
+        c.model.update(small)
+        c.batch_size = 64
+        c.num_epochs = 0  # num_train_steps = 20 of the runlocal base
+    return c.lock()
