@@ -1,0 +1,206 @@
+"""Sparse autoencoders (issue 20): the architectures against numpy and the papers' closed forms, the shared
+options (unit-norm decoder, AuxK, dead latents), the metrics against brute force, errors before compute, and the
+dead counts across a checkpoint resume."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from aejax import train_step as ts
+from aejax.data.batch import Batch
+from aejax.models import get_model
+from aejax.models import jumprelu as jr
+from aejax.models.batchtopk import batch_topk_code
+from aejax.models.sae_base import STATE, auxk_loss
+from aejax.models.topk import topk_code
+from aejax.objectives import sae as sae_objective
+
+D, N = 6, 12  # input width and latents of the small models
+
+
+def small(name, **kw):
+    return get_model(name, input_shape=(D,), n_latents=N, **kw)
+
+
+def data(seed, b=16, d=D):
+    return np.asarray(jax.random.normal(jax.random.key(seed), (b, d)), np.float32)
+
+
+def init(model, x):
+    variables = model.init(jax.random.key(0), jnp.asarray(x[:1]))
+    return variables["params"], {k: v for k, v in variables.items() if k != "params"}
+
+
+def test_topk_keeps_exactly_k_and_matches_numpy_argsort():
+    pre = data(1, b=9, d=N)
+    for k, relu in ((1, False), (4, False), (4, True), (N, False)):
+        code = np.asarray(topk_code(jnp.asarray(pre), k, relu=relu))
+        want = np.zeros_like(pre)
+        idx = np.argsort(-pre, axis=1)[:, :k]
+        np.put_along_axis(want, idx, np.take_along_axis(pre, idx, axis=1), axis=1)
+        want = np.maximum(want, 0) if relu else want
+        np.testing.assert_allclose(code, want, rtol=0, atol=0)
+        if not relu:
+            assert (np.count_nonzero(code, axis=1) == k).all()
+
+
+def test_topk_model_uses_k_in_training_and_alpha_k_at_test():
+    model = small("topk", k=3, relu=False, tied=True, eval_k_multiplier=2.0, b_dec_init="mean")
+    x = data(2)
+    params, state = init(model, x)
+    out, _ = model.apply({"params": params, **state}, x, train=True, mutable=[STATE])
+    assert (np.count_nonzero(np.asarray(out.code), axis=1) == 3).all()
+    out = model.apply({"params": params, **state}, x)
+    assert (np.count_nonzero(np.asarray(out.code), axis=1) == 6).all()
+    assert "W_enc" not in params  # tied: the encoder is W_dec.T
+
+
+def test_batchtopk_keeps_k_times_batch_over_the_batch_and_sets_the_threshold():
+    pre = data(3, b=8, d=N) + 3.0  # all positive: every kept entry is non-zero
+    k = 2
+    code = np.asarray(batch_topk_code(jnp.asarray(pre), k))
+    assert np.count_nonzero(code) == k * 8
+    cut = np.sort(pre.ravel())[-k * 8]
+    np.testing.assert_array_equal(code, np.where(pre >= cut, pre, 0))
+    assert np.count_nonzero(code, axis=1).std() > 0  # per example the counts vary; only the batch total is k*B
+
+    model = small("batchtopk", k=2, threshold_decay=0.5)
+    x = data(4)
+    params, state = init(model, x)
+    out, new = model.apply({"params": params, **state}, x, train=True, mutable=[STATE])
+    kept = np.asarray(out.code)
+    assert np.count_nonzero(kept) <= 2 * len(x)
+    bound = model.bind({"params": params, **new})
+    # One update of a bias-corrected EMA is the batch's smallest kept activation itself.
+    np.testing.assert_allclose(float(bound.threshold()), kept[kept > 0].min(), rtol=1e-6)
+    # Inference: ReLU(pre) above the threshold, one example at a time independent of the batch.
+    code_eval = np.asarray(model.apply({"params": params, **new}, x).code)
+    pre_eval = np.asarray(model.apply({"params": params, **new}, x).pre_acts)
+    np.testing.assert_allclose(code_eval, np.where(pre_eval > kept[kept > 0].min(), pre_eval, 0), atol=1e-6)
+
+
+def test_jumprelu_pseudo_gradients_match_the_papers_formulas():
+    eps = 0.1
+    theta = np.array([0.5, 1.0, 0.2], np.float32)
+    z = np.array([[0.46, 1.2, 0.0], [0.56, 0.97, 0.24], [0.3, 1.04, -1.0]], np.float32)
+    g = np.array([[1.0, -2.0, 0.5], [3.0, 0.5, 1.0], [-1.0, 2.0, 4.0]], np.float32)
+    kernel = (np.abs((z - theta) / eps) < 0.5).astype(np.float32)  # K((z - theta) / eps), rectangle
+    heav = (z > theta).astype(np.float32)
+
+    def f(z, t):
+        return jnp.sum(jnp.asarray(g) * jr.jumprelu(z, t, eps))
+
+    dz, dt = jax.grad(f, argnums=(0, 1))(jnp.asarray(z), jnp.asarray(theta))
+    np.testing.assert_allclose(dt, np.sum(g * -(theta / eps) * kernel, axis=0), rtol=1e-5)  # eq. 11
+    np.testing.assert_allclose(dz, g * heav, rtol=1e-6)
+    assert kernel.sum() >= 3 and np.abs(np.asarray(dt)).min() > 0  # the window is hit in every column
+
+    def h(z, t):
+        return jnp.sum(jnp.asarray(g) * jr.heaviside(z, t, eps))
+
+    dz, dt = jax.grad(h, argnums=(0, 1))(jnp.asarray(z), jnp.asarray(theta))
+    np.testing.assert_allclose(dt, np.sum(g * -(1 / eps) * kernel, axis=0), rtol=1e-5)  # eq. 12
+    np.testing.assert_allclose(dz, np.zeros_like(z), atol=0)
+    np.testing.assert_allclose(jr.jumprelu(jnp.asarray(z), jnp.asarray(theta), eps), z * heav)
+
+
+def test_decoder_rows_stay_unit_norm_and_lose_the_parallel_gradient():
+    x = data(5, b=32)
+    model = small("relu_l1", l1_coeff=0.1)
+    free = small("relu_l1", l1_coeff=0.1, unit_norm_decoder=False)
+    params, state = init(model, x)
+    objective = sae_objective.from_config(None, model, None)
+    batch = Batch(jnp.asarray(x), jnp.zeros(len(x), jnp.int32))
+
+    def grads(m):
+        loss_fn = sae_objective.from_config(None, m, None).loss_fn
+        return jax.grad(lambda p: loss_fn(p, state, batch, jax.random.key(0), 0)[0])(params)["W_dec"]
+
+    g, g_raw = np.asarray(grads(model)), np.asarray(grads(free))
+    w = np.asarray(params["W_dec"])
+    u = w / np.linalg.norm(w, axis=1, keepdims=True)
+    np.testing.assert_allclose(g, g_raw - np.sum(g_raw * u, axis=1, keepdims=True) * u, rtol=1e-4, atol=1e-5)
+    assert np.abs(np.sum(g * u, axis=1)).max() < 1e-5 * np.abs(g_raw).max()
+    assert np.abs(np.sum(g_raw * u, axis=1)).max() > 1e-2 * np.abs(g_raw).max()  # there was something to remove
+
+    tx = optax.adam(0.05)
+    step = jax.jit(ts.update_fn(objective.loss_fn, tx, project=objective.project))
+    s = ts.init_state(params, tx, jax.random.key(1), state)
+    for _ in range(3):
+        s, _ = step(s, batch)
+    norms = np.linalg.norm(np.asarray(s.params["W_dec"]), axis=1)
+    np.testing.assert_allclose(norms, np.ones(N), atol=1e-5)
+    assert np.abs(np.asarray(s.params["W_dec"]) - w).max() > 1e-2  # the decoder did move
+
+
+def test_auxk_is_zero_without_dead_latents_and_matches_numpy_with_them():
+    rng = np.random.default_rng(0)
+    pre, res = rng.normal(size=(5, N)).astype(np.float32), rng.normal(size=(5, D)).astype(np.float32)
+    w = rng.normal(size=(N, D)).astype(np.float32)
+    none_dead = auxk_loss(jnp.asarray(pre), jnp.zeros(N, bool), jnp.asarray(res), jnp.asarray(w), 3)
+    assert np.abs(np.asarray(none_dead)).max() < 1e-30
+    dead = np.arange(N) % 3 == 0  # 4 dead latents, k_aux = 3
+    got = auxk_loss(jnp.asarray(pre), jnp.asarray(dead), jnp.asarray(res), jnp.asarray(w), 3)
+    want = []
+    for p, r in zip(pre, res, strict=True):
+        cand = np.where(dead, np.maximum(p, 0), 0)
+        top = np.argsort(-cand)[:3]
+        want.append(np.sum((r - cand[top] @ w[top]) ** 2))
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+
+    model = small("topk", k=2, aux_k=3, dead_after=10**6)  # nothing can be dead after one batch
+    x = data(6)
+    params, state = init(model, x)
+    out, _ = model.apply({"params": params, **state}, x, train=True, mutable=[STATE])
+    assert np.abs(np.asarray(out.losses["auxk"])).max() < 1e-30
+
+
+def test_dead_counts_match_a_brute_force_count():
+    model = small("topk", k=1, relu=False, dead_after=20)
+    xs = [data(10 + i, b=5) for i in range(6)]
+    params, state = init(model, xs[0])
+    since = np.zeros(N, np.int64)
+    for x in xs:
+        out, state = model.apply({"params": params, **state}, x, train=True, mutable=[STATE])
+        fired = (np.asarray(out.code) != 0).any(axis=0)
+        since = np.where(fired, 0, since + len(x))
+        np.testing.assert_array_equal(np.asarray(state[STATE]["examples_since_fired"]), since)
+        assert int(out.num_dead) == int((since >= 20).sum())
+    assert 0 < (since >= 20).sum() < N  # the check saw dead and live latents
+
+
+@pytest.mark.parametrize(
+    "name, kw, match",
+    [
+        ("topk", dict(k=0), "k must be"),
+        ("topk", dict(k=N + 1), "k must be"),
+        ("batchtopk", dict(k=-1), "k must be"),
+        ("jumprelu", dict(bandwidth=0.0), "bandwidth"),
+        ("jumprelu", dict(bandwidth=-1e-3), "bandwidth"),
+        ("topk", dict(k=2, aux_k=N + 1), "aux_k"),
+    ],
+)
+def test_bad_hyperparameters_fail_when_the_model_is_built(name, kw, match):
+    with pytest.raises(ValueError, match=match):
+        small(name, **kw)  # construction only: no init, no compute
+
+
+def test_unknown_names_list_the_known_ones():
+    with pytest.raises(KeyError, match="batchtopk.*gated.*jumprelu.*relu_l1.*topk"):
+        get_model("topk_sae", input_shape=(D,))
+    with pytest.raises(KeyError, match="geometric_median"):
+        small("topk", k=2, b_dec_init="median")
+
+
+def test_input_normalisation_and_centre_come_from_the_first_training_batch():
+    x = 7.0 * data(7, b=64) + 2.0
+    model = small("topk", k=2, b_dec_init="mean")
+    params, state = init(model, x)
+    _, state = model.apply({"params": params, **state}, x, train=True, mutable=[STATE])
+    s = np.sqrt(D / np.mean(np.sum(x.astype(np.float64) ** 2, axis=1)))
+    np.testing.assert_allclose(state[STATE]["input_scale"], s, rtol=1e-5)
+    np.testing.assert_allclose(state[STATE]["data_centre"], s * x.mean(axis=0), rtol=1e-4, atol=1e-5)
+    _, again = model.apply({"params": params, **state}, 3 * x, train=True, mutable=[STATE])
+    np.testing.assert_allclose(again[STATE]["input_scale"], s, rtol=1e-6)  # frozen after the first batch
