@@ -2,20 +2,26 @@
 options (unit-norm decoder, AuxK, dead latents), the metrics against brute force, errors before compute, and the
 dead counts across a checkpoint resume."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import scipy.optimize
 
+from aejax import runs, train
 from aejax import train_step as ts
+from aejax.analysis import sae_metrics
 from aejax.data.batch import Batch
 from aejax.models import get_model
 from aejax.models import jumprelu as jr
 from aejax.models.batchtopk import batch_topk_code
-from aejax.models.sae_base import STATE, auxk_loss
+from aejax.models.sae_base import STATE, auxk_loss, geometric_median
 from aejax.models.topk import topk_code
 from aejax.objectives import sae as sae_objective
+from configs import sae as sae_config
 
 D, N = 6, 12  # input width and latents of the small models
 
@@ -204,3 +210,84 @@ def test_input_normalisation_and_centre_come_from_the_first_training_batch():
     np.testing.assert_allclose(state[STATE]["data_centre"], s * x.mean(axis=0), rtol=1e-4, atol=1e-5)
     _, again = model.apply({"params": params, **state}, 3 * x, train=True, mutable=[STATE])
     np.testing.assert_allclose(again[STATE]["input_scale"], s, rtol=1e-6)  # frozen after the first batch
+
+
+def test_metrics_match_brute_force_numpy():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 5)) * np.arange(1, 6) + 3.0  # a non-zero mean: FVU must centre on it
+    x_hat = x + 0.3 * rng.normal(size=x.shape)
+    code = rng.normal(size=(40, 7)) * (rng.random((40, 7)) < np.linspace(0, 0.9, 7))  # latent 0 never fires
+    mean = sum(x) / len(x)
+    num = sum(float(np.dot(a - b, a - b)) for a, b in zip(x, x_hat, strict=True))
+    den = sum(float(np.dot(a - mean, a - mean)) for a in x)
+    got = sae_metrics.summary(x, x_hat, code)
+    np.testing.assert_allclose(got["fvu"], num / den, rtol=1e-10)
+    uncentred = num / sum(float(np.dot(a, a)) for a in x)  # the ratio a wrong FVU would give
+    assert got["fvu"] > 1.5 * uncentred
+    np.testing.assert_allclose(got["mse"], num / x.size, rtol=1e-10)
+    np.testing.assert_allclose(got["l0"], np.mean([sum(v != 0 for v in row) for row in code]), rtol=1e-12)
+    cos = [np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)) for a, b in zip(x, x_hat, strict=True)]
+    np.testing.assert_allclose(got["cos_sim"], np.mean(cos), rtol=1e-10)
+    shrink = [np.sqrt(np.dot(b, b) / np.dot(a, a)) for a, b in zip(x, x_hat, strict=True)]
+    np.testing.assert_allclose(got["shrinkage"], np.mean(shrink), rtol=1e-10)
+    freq = np.array([sum(code[i, j] != 0 for i in range(40)) / 40 for j in range(7)])
+    np.testing.assert_allclose(sae_metrics.firing_frequency(code), freq, rtol=1e-12)
+    assert got["never_fired_fraction"] == pytest.approx(1 / 7)
+    dens = sae_metrics.log10_density(freq)
+    assert dens[0] == sae_metrics.LOG10_FLOOR
+    np.testing.assert_allclose(dens[1:], np.log10(freq[1:]), rtol=1e-12)
+    top = sae_metrics.top_activating(code, 6, 3)
+    assert list(code[top, 6]) == sorted(code[:, 6], reverse=True)[:3]
+    # The objective's per-example metrics agree with the split-level numbers.
+    per = sae_objective.eval_metrics(
+        jnp.asarray(x, jnp.float32), jnp.asarray(x_hat, jnp.float32), jnp.asarray(code)
+    )
+    np.testing.assert_allclose(np.mean(per["cos_sim"]), got["cos_sim"], rtol=1e-5)
+    np.testing.assert_allclose(np.sum(per["sq_err"]), num, rtol=1e-5)
+
+
+def test_geometric_median_minimises_the_sum_of_distances():
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.normal(size=(30, 3)), 50 + rng.normal(size=(5, 3))])  # outliers pull the mean
+    c = np.asarray(geometric_median(jnp.asarray(x, jnp.float32), num_iters=200), np.float64)
+    ref = scipy.optimize.minimize(lambda c: np.linalg.norm(x - c, axis=1).sum(), x.mean(0), method="Nelder-Mead",
+                                  options=dict(xatol=1e-8, fatol=1e-10, maxiter=20000)).x  # fmt: skip
+    np.testing.assert_allclose(c, ref, atol=1e-3)
+    assert np.linalg.norm(c - x[:30].mean(0)) < np.linalg.norm(x.mean(0) - x[:30].mean(0)) / 5
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("tfds"))
+
+
+def _config(data_dir, steps, reports=""):
+    config = sae_config.get_config("runlocal")
+    config.data_dir = data_dir
+    config.model.update(dict(k=2, dead_after=64, aux_k=4))  # some latents die within 20 steps of 64
+    config.num_train_steps = steps
+    config.log_every, config.eval_every, config.checkpoint_every = 5, 10, 10
+    config.steps_per_call = 1
+    config.analysis.reports = reports
+    return config
+
+
+def test_dead_counts_and_statistics_survive_a_checkpoint_resume_and_the_report_matches_numpy(tmp_path, data_dir):
+    ref_dir, resumed_dir = str(tmp_path / "ref"), str(tmp_path / "resumed")
+    results = train.train_and_evaluate(_config(data_dir, 20, reports="sae"), ref_dir)
+    train.train_and_evaluate(_config(data_dir, 10), resumed_dir)  # stops at step 10 with a checkpoint
+    train.train_and_evaluate(_config(data_dir, 20), resumed_dir)  # resumes from it
+    ref, res = runs.load_run(ref_dir, step=20), runs.load_run(resumed_dir, step=20)
+    a, b = jax.device_get(ref.state.model_state[STATE]), jax.device_get(res.state.model_state[STATE])
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    since = a["examples_since_fired"]
+    assert since.max() > 0 and a["statistics_ready"]  # tracked, not just zeros
+    assert results["sae/dead_fraction"] == pytest.approx(np.mean(since >= 64))
+    # The report's FVU from the checkpoint, recomputed in numpy from the test split.
+    variables = jax.device_get({"params": ref.state.params, **ref.state.model_state})
+    x = ref.test_split.x.reshape(len(ref.test_split.x), -1).astype(np.float64)
+    x_hat = np.asarray(ref.model.apply(variables, ref.test_split.x).decoder_output).reshape(x.shape)
+    fvu = np.sum((x - x_hat) ** 2) / np.sum((x - x.mean(0)) ** 2)
+    np.testing.assert_allclose(results["sae/fvu"], fvu, rtol=1e-4)
+    assert os.path.exists(os.path.join(ref_dir, "sae_density.png"))
