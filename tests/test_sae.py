@@ -2,6 +2,7 @@
 options (unit-norm decoder, AuxK, dead latents), the metrics against brute force, errors before compute, and the
 dead counts across a checkpoint resume."""
 
+import json
 import os
 
 import jax
@@ -9,9 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+import safetensors.numpy
 import scipy.optimize
 
-from aejax import runs, train
+from aejax import runs, sae_export, train
 from aejax import train_step as ts
 from aejax.analysis import sae_metrics
 from aejax.data.batch import Batch
@@ -291,3 +293,57 @@ def test_dead_counts_and_statistics_survive_a_checkpoint_resume_and_the_report_m
     fvu = np.sum((x - x_hat) ** 2) / np.sum((x - x.mean(0)) ** 2)
     np.testing.assert_allclose(results["sae/fvu"], fvu, rtol=1e-4)
     assert os.path.exists(os.path.join(ref_dir, "sae_density.png"))
+
+
+def _numpy_codes(t, cfg, x):
+    """The exported SAE's codes, computed from the file alone in numpy (the SAELens conventions)."""
+    h = x - t["b_dec"] if cfg["apply_b_dec_to_input"] else x
+    arch = cfg["architecture"]
+    if arch == "gated":
+        pi = h @ t["W_enc"] + t["b_gate"]
+        mag = np.maximum(h @ (t["W_enc"] * np.exp(t["r_mag"])) + t["b_mag"], 0)
+        return (pi > 0) * mag
+    pre = h @ t["W_enc"] + t["b_enc"]
+    if arch == "standard":
+        return np.maximum(pre, 0)
+    if arch == "jumprelu":
+        return pre * (pre > t["threshold"])
+    assert arch == "topk"
+    idx = np.argsort(-pre, axis=1)[:, : cfg["k"]]
+    out = np.zeros_like(pre)
+    vals = np.take_along_axis(pre, idx, axis=1)
+    np.put_along_axis(out, idx, np.maximum(vals, 0) if cfg["relu_after_topk"] else vals, axis=1)
+    return out
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("topk", dict(k=3)),
+        ("topk", dict(k=3, relu=False, tied=True, pre_bias=False, eval_k_multiplier=2.0)),
+        ("batchtopk", dict(k=3)),
+        ("jumprelu", dict(threshold_init=0.3, pre_bias=False)),
+        ("gated", {}),
+        ("relu_l1", dict(b_dec_init="mean")),
+    ],
+)
+def test_export_reads_back_and_gives_the_same_codes_in_numpy(tmp_path, name, kw):
+    model = small(name, **kw)
+    x = 3.0 * data(20, b=32) + 1.0
+    params, state = init(model, x)
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(jax.random.key(p.size), p.shape), params)
+    _, state = model.apply({"params": params, **state}, x, train=True, mutable=[STATE])
+    variables = {"params": params, **state}
+    cfg_path, weights = sae_export.export(model, variables, str(tmp_path / "export"))
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    t = safetensors.numpy.load_file(weights)
+    assert t["W_enc"].shape == (D, N) and t["W_dec"].shape == (N, D) and t["b_dec"].shape == (D,)
+    assert (cfg["d_in"], cfg["d_sae"]) == (D, N)
+    out = model.apply(variables, x)
+    codes = _numpy_codes(t, cfg, x.astype(np.float64))
+    np.testing.assert_allclose(codes, np.asarray(out.code), rtol=1e-4, atol=1e-4)
+    assert np.count_nonzero(codes) > 0
+    np.testing.assert_allclose(
+        codes @ t["W_dec"] + t["b_dec"], np.asarray(out.decoder_output), rtol=1e-4, atol=1e-4
+    )
