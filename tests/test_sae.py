@@ -347,3 +347,12 @@ def test_export_reads_back_and_gives_the_same_codes_in_numpy(tmp_path, name, kw)
     np.testing.assert_allclose(
         codes @ t["W_dec"] + t["b_dec"], np.asarray(out.decoder_output), rtol=1e-4, atol=1e-4
     )
+
+
+def test_options_the_sae_objective_cannot_honour_are_refused():
+    config = sae_config.get_config("runlocal")
+    config.corruption.name = "gaussian"
+    with pytest.raises(ValueError, match="corruption='gaussian'"):
+        sae_objective.from_config(config, small("topk", k=2), None)
+    with pytest.raises(TypeError, match="MLPAutoencoder"):
+        sae_objective.from_config(None, get_model("mlp", input_shape=(D,), hidden=(), code_dim=2), None)

@@ -146,7 +146,6 @@ class AbstractSparseAutoencoder(AbstractAutoencoder):
 
     def __post_init__(self):
         # Runs when the config builds the model: bad options fail before any compute.
-        d = int(np.prod(self.input_shape))
         if self.n_latents < 1:
             raise ValueError(f"n_latents must be positive, got {self.n_latents}.")
         if self.b_dec_init not in B_DEC_INITS:
@@ -157,7 +156,6 @@ class AbstractSparseAutoencoder(AbstractAutoencoder):
             check_k("aux_k", self.aux_k, self.n_latents)
         if self.auxk_coeff < 0:
             raise ValueError(f"auxk_coeff must be >= 0, got {self.auxk_coeff}.")
-        del d
         super().__post_init__()
 
     @property

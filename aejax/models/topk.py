@@ -32,7 +32,7 @@ class TopKSAE(AbstractSparseAutoencoder):
       eval_k_multiplier: alpha; evaluation keeps round(alpha * k) latents (capped at n_latents).
 
     Raises:
-      ValueError: at construction, for k <= 0 or k > n_latents, or alpha < 1... (alpha * k must be >= 1).
+      ValueError: at construction, for k <= 0 or k > n_latents, or alpha <= 0.
     """
 
     k: int = 32

@@ -56,8 +56,16 @@ def from_config(config: ml_collections.ConfigDict, model, likelihood) -> Objecti
 
     Raises:
       TypeError: if the model is not a sparse autoencoder (naming it).
+      ValueError: if the config asks for a corruption or regularizers, which this objective does not apply.
     """
-    del config, likelihood  # the loss is the SAE's own; the likelihood is not used
+    del likelihood  # the loss is the SAE's own squared error; the likelihood only names the reconstruction
+    if config is not None:
+        corruption = config.get("corruption", {}).get("name", "none")
+        if corruption not in ("none", "", None) or len(config.get("regularizers", {})):
+            raise ValueError(
+                f"The 'sae' objective applies no corruption or regularizers (its sparsity terms are the model's); "
+                f"got corruption={corruption!r}, regularizers={list(config.get('regularizers', {}))}."
+            )
     if not isinstance(model, AbstractSparseAutoencoder):
         raise TypeError(
             f"The 'sae' objective needs a sparse autoencoder model (topk, batchtopk, jumprelu, gated, relu_l1), "
