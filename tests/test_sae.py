@@ -356,3 +356,12 @@ def test_options_the_sae_objective_cannot_honour_are_refused():
         sae_objective.from_config(config, small("topk", k=2), None)
     with pytest.raises(TypeError, match="MLPAutoencoder"):
         sae_objective.from_config(None, get_model("mlp", input_shape=(D,), hidden=(), code_dim=2), None)
+
+
+def test_encoder_starts_as_the_decoder_transpose_with_unit_rows():
+    params, _ = init(small("relu_l1"), data(8))
+    w_dec = np.asarray(params["W_dec"])
+    np.testing.assert_allclose(np.linalg.norm(w_dec, axis=1), np.ones(N), rtol=1e-5)
+    np.testing.assert_array_equal(np.asarray(params["W_enc"]), w_dec.T)
+    params, _ = init(small("relu_l1", encoder_init_transpose=False), data(8))
+    assert np.abs(np.asarray(params["W_enc"]) - np.asarray(params["W_dec"]).T).max() > 1e-2

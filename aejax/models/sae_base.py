@@ -25,6 +25,7 @@ optimizer sees it. The removal is an identity with a custom backward pass on W_d
 optimizer or the trainer.
 """
 
+import abc
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -212,9 +213,13 @@ class AbstractSparseAutoencoder(AbstractAutoencoder):
         h = x_n - b[None, :] if self.pre_bias else x_n
         return h @ self.encoder_weight() + self.b_enc[None, :]
 
+    @abc.abstractmethod
     def latents(self, x_n: jax.Array, b: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array, dict]:
-        """The architecture: (code f [B, n], pre-activations [B, n], weighted loss terms {name: [B]})."""
-        raise NotImplementedError
+        """The architecture: (code f [B, n], pre-activations [B, n], weighted loss terms {name: [B]}).
+
+        Args:
+          x_n: [B, d] normalised inputs; b: [d] the pre-encoder bias b_dec + c; train: training mode.
+        """
 
     # -- the AbstractAutoencoder interface ---------------------------------------------------------------------
     def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:
