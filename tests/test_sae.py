@@ -13,7 +13,7 @@ import pytest
 import safetensors.numpy
 import scipy.optimize
 
-from aejax import runs, sae_export, train
+from aejax import runs, sae_export, sharding, train
 from aejax import train_step as ts
 from aejax.analysis import sae_metrics
 from aejax.data.batch import Batch
@@ -365,3 +365,42 @@ def test_encoder_starts_as_the_decoder_transpose_with_unit_rows():
     np.testing.assert_array_equal(np.asarray(params["W_enc"]), w_dec.T)
     params, _ = init(small("relu_l1", encoder_init_transpose=False), data(8))
     assert np.abs(np.asarray(params["W_enc"]) - np.asarray(params["W_dec"]).T).max() > 1e-2
+
+
+def test_data_parallel_step_compiles_once_and_matches_one_device():
+    """BatchTopK's top-k over the batch and the dead counts see the global batch when it is sharded."""
+    model = small("batchtopk", k=2, aux_k=3, dead_after=32)
+    xs = [data(30 + i, b=16) for i in range(3)]
+    params, state = init(model, xs[0])
+    objective = sae_objective.from_config(None, model, None)
+    traces = []
+
+    def loss_fn(*args):
+        traces.append(1)  # runs only while tracing
+        return objective.loss_fn(*args)
+
+    tx = optax.adam(1e-2)
+    mesh = sharding.make_mesh()
+    assert mesh.devices.size > 1
+    step = ts.make_train_step(loss_fn, tx, mesh, project=objective.project)
+    one = jax.jit(ts.update_fn(objective.loss_fn, tx, project=objective.project))
+    s = sharding.replicate(ts.init_state(params, tx, jax.random.key(1), state), mesh)
+    ref = ts.init_state(jax.tree.map(jnp.copy, params), tx, jax.random.key(1), jax.tree.map(jnp.copy, state))
+    for x in xs:
+        batch = Batch(x, np.zeros(len(x), np.int32))
+        s, _ = step(s, sharding.to_global(batch, mesh))
+        ref, _ = one(ref, Batch(jnp.asarray(x), jnp.zeros(len(x), jnp.int32)))
+    assert len(traces) == 1
+    a, b = jax.device_get(s.model_state[STATE]), jax.device_get(ref.model_state[STATE])
+    np.testing.assert_array_equal(a["examples_since_fired"], b["examples_since_fired"])
+    np.testing.assert_allclose(a["threshold_ema"], b["threshold_ema"], rtol=1e-5)
+    for p, q in zip(jax.tree.leaves(s.params), jax.tree.leaves(ref.params), strict=True):
+        np.testing.assert_allclose(p, q, rtol=1e-4, atol=1e-5)
+
+
+def test_loss_recovered_is_one_for_exact_and_zero_for_zero_ablation():
+    assert sae_metrics.loss_recovered(2.0, 2.0, 5.0) == {"delta_loss": 0.0, "loss_recovered": 1.0}
+    assert sae_metrics.loss_recovered(2.0, 5.0, 5.0)["loss_recovered"] == 0.0
+    np.testing.assert_allclose(sae_metrics.loss_recovered(2.0, 2.75, 5.0)["loss_recovered"], 0.75)
+    with pytest.raises(ValueError, match="undefined"):
+        sae_metrics.loss_recovered(2.0, 2.1, 2.0)

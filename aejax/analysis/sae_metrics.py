@@ -63,3 +63,20 @@ def summary(x: np.ndarray, x_hat: np.ndarray, code: np.ndarray) -> dict[str, flo
         "shrinkage": float(np.mean(rn / safe)),
         "never_fired_fraction": float(np.mean(firing_frequency(code) == 0)),
     }
+
+
+def loss_recovered(ce_clean: float, ce_spliced: float, ce_zero: float) -> dict[str, float]:
+    """The downstream metrics of an SAE on a model's activations, from three cross-entropies (nats per token):
+    the model as it is (ce_clean), with the activations replaced by their reconstruction (ce_spliced) and by zero
+    (ce_zero, zero ablation).
+
+    Returns:
+      {"delta_loss": ce_spliced - ce_clean, "loss_recovered": (ce_zero - ce_spliced) / (ce_zero - ce_clean)}:
+      1 for an exact reconstruction, 0 for one no better than zero ablation.
+
+    Raises:
+      ValueError: if ce_zero == ce_clean (zero ablation changes nothing; the fraction is undefined).
+    """
+    if ce_zero == ce_clean:
+        raise ValueError(f"Zero ablation does not change the loss ({ce_zero}); loss recovered is undefined.")
+    return {"delta_loss": ce_spliced - ce_clean, "loss_recovered": (ce_zero - ce_spliced) / (ce_zero - ce_clean)}
