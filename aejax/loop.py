@@ -229,7 +229,9 @@ class LoopResult(NamedTuple):
       meta: the restored checkpoint's record (None for a fresh start).
       last_metrics: the means of the last logged window ({} if this launch took no step).
       steps_per_call: the K the loop used (`resolve_steps_per_call`).
-      last_eval: the evaluation of the final step (None when this launch took no step or had no eval_data).
+      last_eval: the evaluation of the final state on `eval_data` (None only without eval_data): the final
+        step's evaluation, or, when this launch took no step (a relaunched finished run), one evaluation of the
+        restored state, so no caller evaluates again.
     """
 
     state: ts.TrainState
@@ -277,7 +279,7 @@ def run(
         (the trainer writes config.json there, so a run that never started leaves the workdir's record alone).
 
     Returns:
-      LoopResult.
+      LoopResult, whose `last_eval` is the evaluation of the final state whenever `eval_data` is given.
 
     Raises:
       NonFiniteLossError: if a step produced a non-finite loss term, gradient or parameter norm; the newest
@@ -376,6 +378,8 @@ def run(
             ckpt.close()
         if writer:
             writer.close()
+    if eval_step is not None and ev is None:  # this launch took no step: evaluate the restored state
+        ev = evaluate(state, eval_step, *eval_data, mesh, settings.eval_batch_size, seed=eval_seed)
     return LoopResult(
         state=state,
         start_step=start,
@@ -384,5 +388,5 @@ def run(
         meta=restored,
         last_metrics=last,
         steps_per_call=k,
-        last_eval=ev if step == steps and ev is not None and step > start else None,
+        last_eval=ev,
     )

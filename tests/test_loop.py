@@ -100,7 +100,8 @@ def test_every_trainer_stops_on_a_non_finite_loss():
     """train_dae (the score analysis) runs through the loop, so it has the NaN stop too."""
     x = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
     with pytest.raises(loop.NonFiniteLossError, match="train step"):
-        score.train_dae(x, sigma=0.5, steps=50, batch_size=16, learning_rate=1e30)
+        huge = {**score.DEFAULT_OPTIMIZER, "learning_rate": 1e30}
+        score.train_dae(x, sigma=0.5, steps=50, batch_size=16, optimizer=huge)
 
 
 def test_the_trainers_share_the_loop(monkeypatch):

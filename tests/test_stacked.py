@@ -1,7 +1,6 @@
 """Stacked autoencoder: exact weight copying, per-layer corruption of the layer's own input only, clean codes
 passed upward, the init_params hook of the trainer, and the runlocal job end to end."""
 
-import importlib
 import json
 import os
 
@@ -11,7 +10,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from aejax import runs, train
+from aejax import jobs, runs, sharding, train
 from aejax.data import datasets
 from aejax.data.batch import Batch
 from aejax.jobs import stacked
@@ -103,7 +102,7 @@ def test_pretraining_feeds_clean_codes_upward_and_corrupts_each_layer_input_only
     monkeypatch.setattr(autoencoder, "corruption_from_config", spying)
     rng = np.random.default_rng(0)
     split = datasets.Split(rng.uniform(size=(64, 12)).astype(np.float32), np.zeros((64,), np.int32))
-    mesh = train.sharding.make_mesh()
+    mesh = sharding.make_mesh()
     codes, results = (split, split), []
     for layer in range(3):
         res = stacked.pretrain_layer(config, layer, *codes, mesh, str(tmp_path / f"layer_{layer}"))
@@ -138,11 +137,11 @@ def _restore_params(path):
 
 def test_runlocal_job_end_to_end_starts_fine_tuning_from_the_stacked_weights(tmp_path, data_dir, assert_figure):
     config = stacked_config.get_config("runlocal")
-    assert config.trainer == "jobs.stacked" and tied_config.get_config("runlocal").model.tied
+    assert config.trainer == "stacked" and tied_config.get_config("runlocal").model.tied
     config.data_dir = data_dir
     config.optimizer.learning_rate, config.optimizer.schedule = 0.0, "constant"  # fine-tuning leaves the init
     config.analysis.pca_baseline = False  # a full SVD of 4000 x 784, tested elsewhere
-    job = importlib.import_module("aejax." + config.trainer)  # as launch.py resolves it
+    job = jobs.get_job(config.trainer)  # as launch.py resolves it
     results = job.train_and_evaluate(config, str(tmp_path))
 
     assert [p["num_steps"] for p in results["pretrain"]] == [10, 10]

@@ -18,8 +18,7 @@ from aejax import corruptions, regularizers
 from aejax.data.batch import Batch
 from aejax.likelihoods import Likelihood, squared_error
 from aejax.models.base import AbstractAutoencoder
-from aejax.objectives import OBJECTIVES, Objective
-from aejax.train_step import EvalOutput
+from aejax.objectives import NLL, OBJECTIVES, SQ_ERR, EvalOutput, Objective
 
 # corrupt(rng, x) -> (x_tilde, weights or None): weights reweight the NLL per component (emphasized DAE).
 CorruptFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array | None]]
@@ -95,8 +94,8 @@ def make_eval_fn(model: AbstractAutoencoder, likelihood: Likelihood):
         outputs = model.apply({"params": params, **model_state}, batch.x)
         recon = likelihood.mean(outputs.decoder_output)
         metrics = {
-            "sq_err": squared_error(recon, batch.x),
-            "nll": likelihood.nll(outputs.decoder_output, batch.x),
+            SQ_ERR: squared_error(recon, batch.x),
+            NLL: likelihood.nll(outputs.decoder_output, batch.x),
         }
         return EvalOutput(metrics=metrics, code=outputs.code)
 

@@ -15,9 +15,8 @@ from aejax.data.batch import Batch
 from aejax.data.series import unpack
 from aejax.likelihoods import Likelihood
 from aejax.models.base import AbstractAutoencoder
-from aejax.objectives import OBJECTIVES, Objective
+from aejax.objectives import MSE, NLL, OBJECTIVES, SQ_ERR, EvalOutput, Objective, refuse_unsupported
 from aejax.objectives.autoencoder import apply_train
-from aejax.train_step import EvalOutput
 
 
 def masked_terms(likelihood: Likelihood, output: jax.Array, packed: jax.Array) -> dict[str, jax.Array]:
@@ -34,9 +33,9 @@ def masked_terms(likelihood: Likelihood, output: jax.Array, packed: jax.Array) -
     sq = jnp.square(likelihood.mean(output) - x) * weights
     sq_err = sq.reshape(len(x), -1).sum(axis=1)
     return {
-        "nll": likelihood.nll(output, x, weights),
-        "sq_err": sq_err,
-        "mse": sq_err / weights.reshape(len(x), -1).sum(axis=1),
+        NLL: likelihood.nll(output, x, weights),
+        SQ_ERR: sq_err,
+        MSE: sq_err / weights.reshape(len(x), -1).sum(axis=1),
     }
 
 
@@ -48,8 +47,8 @@ def make_loss_fn(model: AbstractAutoencoder, likelihood: Likelihood):
         del step
         outputs, new_state = apply_train(model, params, model_state, batch.x, rng)
         terms = masked_terms(likelihood, outputs.decoder_output, batch.x)
-        nll = terms["nll"].mean()
-        return nll, ({"loss/nll": nll, "loss/mse": terms["mse"].mean()}, new_state)
+        nll = terms[NLL].mean()
+        return nll, ({"loss/nll": nll, "loss/mse": terms[MSE].mean()}, new_state)
 
     return loss_fn
 
@@ -70,6 +69,10 @@ def make_eval_fn(model: AbstractAutoencoder, likelihood: Likelihood):
 def from_config(
     config: ml_collections.ConfigDict, model: AbstractAutoencoder, likelihood: Likelihood
 ) -> Objective:
-    """The masked sequence objective (no corruption or penalties)."""
-    del config
+    """The masked sequence objective (no corruption or penalties).
+
+    Raises:
+      ValueError: if the config sets regularizers or a corruption (`objectives.refuse_unsupported`).
+    """
+    refuse_unsupported(config, "sequence")
     return Objective(make_loss_fn(model, likelihood), make_eval_fn(model, likelihood))
