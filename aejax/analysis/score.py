@@ -41,7 +41,8 @@ class TrainedDAE(NamedTuple):
     Attributes:
       apply: jitted (params, x [B, D]) -> decoder output [B, D] (the mean r(x), Gaussian likelihood).
       params: the trained parameters (host-side, single-device).
-      final_loss: [] training loss of the last step (nats per example).
+      final_loss: [] training loss of the last logged window (nats per example); NaN when a relaunch found the
+        run finished in its workdir and took no step.
     """
 
     apply: Callable
@@ -161,7 +162,8 @@ def train_dae(
         desc=f"{'RCAE' if contractive else 'DAE'} sigma={sigma:g}",
     )
     params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), result.state.params)  # off the mesh
-    return TrainedDAE(_reconstruct_fn(model), params, float(result.last_metrics["loss"]))
+    final_loss = float(result.last_metrics.get("loss", np.nan))  # {} when a finished run was restored
+    return TrainedDAE(_reconstruct_fn(model), params, final_loss)
 
 
 def linear_dae_closed_form(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
