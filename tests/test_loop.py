@@ -102,6 +102,11 @@ def test_every_trainer_stops_on_a_non_finite_loss():
     with pytest.raises(loop.NonFiniteLossError, match="train step"):
         huge = {**score.DEFAULT_OPTIMIZER, "learning_rate": 1e30}
         score.train_dae(x, sigma=0.5, steps=50, batch_size=16, optimizer=huge)
+    # The DAE's optimizer is the config's (configs/score_dae.py: config.optimizer), not a hard-coded Adam.
+    with pytest.raises(KeyError, match="Unknown optimizer 'adamm'"):
+        score.train_dae(
+            x, sigma=0.5, steps=2, batch_size=16, optimizer={**score.DEFAULT_OPTIMIZER, "name": "adamm"}
+        )
 
 
 def test_the_trainers_share_the_loop(monkeypatch):

@@ -164,3 +164,12 @@ def test_runlocal_job_end_to_end_starts_fine_tuning_from_the_stacked_weights(tmp
     assert jax.tree.structure(final) == jax.tree.structure(want)
     for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(want), strict=True):
         np.testing.assert_array_equal(a, b)
+
+    # A run saved before the job registry names its job "jobs.stacked": it still re-analyses, through the
+    # registered job, which re-evaluates both sub-runs without training.
+    stored = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**stored, "trainer": "jobs.stacked"}))
+    again = runs.reanalyse(str(tmp_path))
+    for key in ("test_sq_err", "random_init_test_sq_err"):
+        np.testing.assert_allclose(again[key], results[key], rtol=1e-5, err_msg=key)
+    assert runs.load_run(str(tmp_path / "finetune")).step == 20  # nothing was trained
