@@ -217,7 +217,8 @@ def _job_config(name, data_dir, tiny_runs):
     if name == "finetune":
         c = finetune_config.get_config("runlocal")
         c.unlock()
-        c.num_train_steps, c.batch_size, c.finetune.labels_per_class = 10, 32, "4"
+        c.num_train_steps, c.log_every, c.eval_every = 4, 2, 4
+        c.batch_size, c.finetune.labels_per_class = 32, "4"
         c.finetune.pretrained_workdir = tiny_runs["train"]
         return c
     if name == "score_dae":
@@ -262,12 +263,7 @@ def test_every_job(name, data_dir, tiny_runs):
     with open(os.path.join(workdir, "results.json")) as f:
         assert json.load(f) == json.loads(json.dumps(results))
     with open(os.path.join(workdir, "config.json")) as f:
-        assert json.load(f)["trainer"] == name
-    if name == "train":  # the default re-analysis (each job's own is tested in its test file)
-        again = runs.reanalyse(workdir)  # through the registry, from the stored config.json: no training
-        for key, value in results.items():
-            if key.startswith(objectives.TEST_PREFIX):
-                np.testing.assert_allclose(again[key], value, rtol=1e-5, err_msg=key)
+        assert json.load(f)["trainer"] == name  # what runs.reanalyse looks the job up by (tested per job)
 
 
 # Report name -> the tiny run it reads: "vae" for reports of a VAE's posterior; anything else the "train" run.
@@ -276,7 +272,7 @@ REPORT_ANALYSIS = dict(
     probe_labels_per_class="2",
     probe_seeds=1,
     finetune_labels_per_class="4",
-    finetune_steps=8,
+    finetune_steps=4,
     jacobian_points=8,
     spectrum_points=2,
     inpainting_images=8,

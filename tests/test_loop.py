@@ -20,7 +20,7 @@ def test_evaluate_gives_each_batch_its_own_reproducible_key():
 
     def eval_fn(params, model_state, batch, rng):
         del params, model_state
-        return ts.EvalOutput(metrics={"u": jax.random.uniform(rng, (batch.x.shape[0],))}, code=batch.x)
+        return objectives.EvalOutput(metrics={"u": jax.random.uniform(rng, (batch.x.shape[0],))}, code=batch.x)
 
     mesh = sharding.make_mesh()
     x, labels = np.zeros((10, 2), np.float32), np.zeros((10,), np.int32)
