@@ -58,6 +58,14 @@ def default_workdir(config_flag: str) -> str:
     return os.path.join("runs", name + (f"_{arg.replace(',', '_')}" if arg else ""))
 
 
+def _summary(results: dict, extra: tuple[str, ...]) -> dict:
+    """The test means of a job's results (every "test_<metric>": test_sq_err, test_error, ...) and `extra`."""
+    from aejax import objectives
+
+    keys = [k for k in results if k.startswith(objectives.TEST_PREFIX) and isinstance(results[k], float)]
+    return {k: results[k] for k in [*keys, *extra] if k in results}
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -86,7 +94,7 @@ def main(argv):
         from aejax import runs
 
         results = runs.reanalyse(flags.FLAGS.workdir, reports=flags.FLAGS.reports)
-        summary = {k: results[k] for k in ("test_sq_err", "pca_sq_err") if k in results}
+        summary = _summary(results, ("pca_sq_err",))
         print(f"Re-analysed {os.path.abspath(flags.FLAGS.workdir)}: {summary}")
         return
     from aejax import jobs
@@ -95,7 +103,7 @@ def main(argv):
     workdir = flags.FLAGS.workdir or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     print(f"workdir: {os.path.abspath(workdir)}")
     results = job.train_and_evaluate(flags.FLAGS.config, workdir)
-    summary = {k: results[k] for k in ("test_sq_err", "pca_sq_err", "train_time_s") if k in results}
+    summary = _summary(results, ("pca_sq_err", "train_time_s"))
     print(f"Done. {summary}. Results, figures and TensorBoard logs in {os.path.abspath(workdir)}")
 
 
