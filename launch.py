@@ -8,7 +8,6 @@
 A workdir that holds checkpoints is resumed from the latest one. The default workdir is runs/<config>[_<arg>].
 """
 
-import importlib
 import os
 
 from absl import app, flags, logging
@@ -59,13 +58,21 @@ def default_workdir(config_flag: str) -> str:
     return os.path.join("runs", name + (f"_{arg.replace(',', '_')}" if arg else ""))
 
 
+def _summary(results: dict, extra: tuple[str, ...]) -> dict:
+    """The test means of a job's results (every "test_<metric>": test_sq_err, test_error, ...) and `extra`."""
+    from aejax import objectives
+
+    keys = [k for k in results if k.startswith(objectives.TEST_PREFIX) and isinstance(results[k], float)]
+    return {k: results[k] for k in [*keys, *extra] if k in results}
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; -v 0 brings it back
-    # The job: aejax.<config.trainer> (default aejax.train), imported after flag parsing because importing
-    # JAX is slow and `--help` should not wait for it.
+    # The job: the one registered as config.trainer (aejax.jobs; default "train"), looked up after flag parsing
+    # because importing JAX is slow and `--help` should not wait for it.
     if flags.FLAGS.distributed or flags.FLAGS.num_cpu_devices:
         import jax
 
@@ -87,14 +94,16 @@ def main(argv):
         from aejax import runs
 
         results = runs.reanalyse(flags.FLAGS.workdir, reports=flags.FLAGS.reports)
-        summary = {k: results[k] for k in ("test_sq_err", "pca_sq_err") if k in results}
+        summary = _summary(results, ("pca_sq_err",))
         print(f"Re-analysed {os.path.abspath(flags.FLAGS.workdir)}: {summary}")
         return
-    trainer = importlib.import_module("aejax." + flags.FLAGS.config.get("trainer", "train"))
+    from aejax import jobs
+
+    job = jobs.get_job(flags.FLAGS.config.get("trainer", jobs.DEFAULT))  # an unknown name fails before compute
     workdir = flags.FLAGS.workdir or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
     print(f"workdir: {os.path.abspath(workdir)}")
-    results = trainer.train_and_evaluate(flags.FLAGS.config, workdir)
-    summary = {k: results[k] for k in ("test_sq_err", "pca_sq_err", "train_time_s") if k in results}
+    results = job.train_and_evaluate(flags.FLAGS.config, workdir)
+    summary = _summary(results, ("pca_sq_err", "train_time_s"))
     print(f"Done. {summary}. Results, figures and TensorBoard logs in {os.path.abspath(workdir)}")
 
 

@@ -49,11 +49,13 @@ def check_finite_params(state: ts.TrainState, done: int) -> None:
     """Raises NonFiniteLossError if the parameters after `done` steps are not finite. The losses checked by
     `check_finite` are those before each update, and the parameter norm is only computed every log interval, so
     a checkpoint checks the parameters it is about to save (one pass over them per save)."""
-    if not np.isfinite(float(optax.global_norm(state.params))):
+    if not np.isfinite(float(_global_norm(state.params))):
         raise NonFiniteLossError(
             f"Non-finite parameters after train step {done - 1}. Stopping; the last good checkpoint is kept."
         )
 
+
+_global_norm = jax.jit(optax.global_norm)  # one compilation per parameter structure, not one per operation
 
 INTERVALS = ("log_every", "eval_every", "checkpoint_every")
 MAX_AUTO_STEPS_PER_CALL = 32
@@ -256,7 +258,9 @@ class LoopResult(NamedTuple):
       meta: the restored checkpoint's record (None for a fresh start).
       last_metrics: the means of the last logged window ({} if this launch took no step).
       steps_per_call: the K the loop used (`resolve_steps_per_call`).
-      last_eval: the evaluation of the final step (None when this launch took no step or had no eval_data).
+      last_eval: the evaluation of the final state on `eval_data` (None only without eval_data): the final
+        step's evaluation, or, when this launch took no step (a relaunched finished run), one evaluation of the
+        restored state, so no caller evaluates again.
     """
 
     state: ts.TrainState
@@ -304,7 +308,7 @@ def run(
         (the trainer writes config.json there, so a run that never started leaves the workdir's record alone).
 
     Returns:
-      LoopResult.
+      LoopResult, whose `last_eval` is the evaluation of the final state whenever `eval_data` is given.
 
     Raises:
       NonFiniteLossError: if a step produced a non-finite loss term, gradient or parameter norm; the newest
@@ -371,6 +375,12 @@ def run(
         window, window_start, last = [], done, means
         return means
 
+    def run_eval(state: ts.TrainState) -> EvalResult:
+        x_eval, labels_eval, mask_eval = (*eval_data, None)[:3]  # the mask is optional
+        return evaluate(
+            state, eval_step, x_eval, labels_eval, mesh, settings.eval_batch_size, seed=eval_seed, mask=mask_eval
+        )
+
     steps = settings.num_steps
     step = start
     try:
@@ -392,17 +402,7 @@ def run(
                     bar.set_postfix(loss=f"{m['loss']:.4g}", ex_per_s=f"{m['examples_per_s']:.0f}")
                 if eval_step is not None and (done % settings.eval_every == 0 or final):
                     t_eval = time.perf_counter()
-                    x_eval, labels_eval, mask_eval = (*eval_data, None)[:3]
-                    ev = evaluate(
-                        state,
-                        eval_step,
-                        x_eval,
-                        labels_eval,
-                        mesh,
-                        settings.eval_batch_size,
-                        seed=eval_seed,
-                        mask=mask_eval,
-                    )
+                    ev = run_eval(state)
                     if writer:
                         writer.write(done, ev.means("eval/"))
                     paused += time.perf_counter() - t_eval  # not training time
@@ -419,6 +419,8 @@ def run(
             ckpt.close()
         if writer:
             writer.close()
+    if eval_step is not None and ev is None:  # this launch took no step: evaluate the restored state
+        ev = run_eval(state)
     return LoopResult(
         state=state,
         start_step=start,
@@ -427,5 +429,5 @@ def run(
         meta=restored,
         last_metrics=last,
         steps_per_call=k,
-        last_eval=ev if step == steps and ev is not None and step > start else None,
+        last_eval=ev,
     )

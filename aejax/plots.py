@@ -6,6 +6,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from aejax.objectives import NLL, eval_key  # noqa: E402
+
 
 def _as_images(x: np.ndarray) -> np.ndarray:
     """[N, H, W, C] or [N, D] (D a square) -> [N, H, W] or [N, H, W, 3] for imshow."""
@@ -55,7 +57,7 @@ def loss_curves(rows: list[dict], path: str, *, keys: tuple[str, ...] = ("loss",
     """Curves of logged scalars against step: train keys and every "eval/..." key present."""
     fig, ax = plt.subplots(figsize=(7, 4))
     all_keys = sorted({k for r in rows for k in r if k != "step"})
-    plotted = [k for k in all_keys if k in keys or k.startswith("loss/") or k.startswith("eval/nll")]
+    plotted = [k for k in all_keys if k in keys or k.startswith("loss/") or k.startswith(eval_key(NLL))]
     for key in plotted:
         pts = [(r["step"], r[key]) for r in rows if key in r]
         if pts:

@@ -4,12 +4,12 @@
     codes = run.model.apply(run.variables, run.test_split.x[:10], method="encode")
     runs.reanalyse("runs/mnist_ae", reports="sparsity")   # = python launch.py --workdir=... --eval_only
 
-Any workdir trained by `aejax.train.train_and_evaluate` is loadable (the main job, every config whose trainer
-is the default, and the stacked job's sub-runs `finetune/` and `random_init/`). A job with its own layout
-(`aejax.jobs.sequence`) provides its own `reanalyse(workdir, reports=)`, which `reanalyse` hands the run to.
+Any workdir with one network's checkpoints is loadable (the main job, every config whose trainer is the
+default, the sequence job, and the stacked job's sub-runs `finetune/` and `random_init/`): `load_run` builds
+the run with `aejax.build`, as the trainer did. `reanalyse` hands the run to the `reanalyse` of the job its
+config.json names (`aejax.jobs.JOBS`).
 """
 
-import importlib
 import json
 import os
 from typing import Any, NamedTuple
@@ -18,10 +18,8 @@ import jax
 import ml_collections
 from jax.sharding import Mesh
 
-from aejax import checkpoint, loop, sharding
-from aejax import train as train_lib
+from aejax import build, checkpoint, jobs, sharding
 from aejax import train_step as ts
-from aejax.analysis import reports as reports_lib
 from aejax.data.datasets import Split
 from aejax.likelihoods import Likelihood
 from aejax.models import AbstractAutoencoder
@@ -43,7 +41,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     Raises:
       FileNotFoundError: if the workdir holds no config.json (no run started there).
     """
-    stored = train_lib.stored_config(os.path.abspath(workdir))
+    stored = build.stored_config(os.path.abspath(workdir))
     if stored is None:
         raise FileNotFoundError(f"{os.path.abspath(workdir)} holds no config.json: no run was trained there.")
     return ml_collections.ConfigDict(_tuples(stored)).lock()
@@ -78,7 +76,7 @@ class Run(NamedTuple):
 
 
 def load_run(workdir: str, *, step: int | None = None) -> Run:
-    """Loads a run of `aejax.train` from its workdir: config, model, the checkpoint at `step` (default the
+    """Loads a trained network from its workdir: config, model, the checkpoint at `step` (default the
     newest) and the data.
 
     Raises:
@@ -93,9 +91,9 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
         hint = f"; its trained networks are the sub-runs {', '.join(subruns)}" if subruns else ""
         raise FileNotFoundError(f"{workdir} holds no checkpoints of its own{hint}.")
     mesh = sharding.make_mesh()
-    train_split, test_split = train_lib.load_data(config)
-    b = train_lib.build(config, train_split)
-    init_fn = train_lib.make_init_fn(b.model, b.tx, train_split.x.shape[1:], mesh, jax.random.key(config.seed))
+    train_split, test_split = build.load_data(config)
+    b = build.build(config, train_split)
+    init_fn = build.make_init_fn(b.model, b.tx, train_split.x.shape[1:], mesh, jax.random.key(config.seed))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
     try:
         if ckpt.latest_step() is None:
@@ -114,52 +112,23 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
 
 
 def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
-    """Re-runs evaluation and the after-training analysis (PCA baseline, figures, reports) of a finished run,
-    without training, and updates its results.json.
+    """Re-runs the evaluation and after-training analysis of a finished run without training, through the
+    `reanalyse` of the job its config.json names (`config.trainer`; old spellings such as "jobs.stacked" are
+    accepted), and updates its results.json.
 
     Args:
       workdir: the run's workdir.
       reports: comma-separated reports to run instead of the config's `analysis.reports` (None: the config's).
 
     Returns:
-      The updated results dict: "test_<metric>" from the fresh evaluation, the analysis numbers, and every
-      other entry of the old results.json (timings) kept.
+      The job's updated results dict (for the default job: "test_<metric>" from the fresh evaluation, the
+      analysis numbers, and every other entry of the old results.json kept).
+
+    Raises:
+      FileNotFoundError: without config.json; KeyError: for a job that is not registered.
     """
-    trainer = load_config(workdir).get("trainer", "train")
-    job = importlib.import_module("aejax." + trainer)
-    if trainer != "train" and getattr(job, "reanalyse", None) is not None:  # a job with its own layout
-        return job.reanalyse(workdir, reports=reports)
-    run = load_run(workdir)
-    config = run.config
-    if reports is not None:
-        config = ml_collections.ConfigDict(config.to_dict())
-        config.analysis.reports = reports
-        config.lock()
-    ev = loop.evaluate(
-        run.state,
-        ts.make_eval_step(run.objective.eval_fn, run.mesh),
-        run.test_split.x,
-        run.test_split.labels,
-        run.mesh,
-        config.eval_batch_size,
-        seed=config.seed,
-        mask=run.test_split.mask,
-    )
-    path = os.path.join(run.workdir, "results.json")
-    results = {}
-    if os.path.exists(path):
-        with open(path) as f:
-            results = json.load(f)
-    results.update(ev.means("test_"))
-    results["eval_time_s"] = round(ev.time_s, 2)
-    if jax.process_index() == 0:
-        ctx = reports_lib.RunContext(
-            config, run.workdir, run.model, run.likelihood, run.variables, run.train_split, run.test_split, ev
-        )
-        results.update(train_lib.analyse(ctx))
-        with open(path, "w") as f:
-            json.dump(results, f, indent=2)
-    return results
+    job = jobs.get_job(load_config(workdir).get("trainer", jobs.DEFAULT))
+    return job.reanalyse(workdir, reports=reports)
 
 
 # Where the data are read from, not what the run is: a finished run is reused whatever these say.
@@ -173,7 +142,7 @@ def train_or_load(config: ml_collections.ConfigDict, workdir: str) -> dict:
     interrupted one from its checkpoint (the job's own resume).
 
     Args:
-      config: the run's config; `config.trainer` names its job (default "train", `aejax.train`).
+      config: the run's config; `config.trainer` names its registered job (default "train").
       workdir: the run's workdir.
 
     Returns:
@@ -183,18 +152,17 @@ def train_or_load(config: ml_collections.ConfigDict, workdir: str) -> dict:
       one, e.g. more steps or other reports).
 
     Raises:
-      ModuleNotFoundError: for an unknown `config.trainer`; whatever the job raises (see `aejax.train`).
+      KeyError: for an unknown `config.trainer` (listing the registered jobs); whatever the job raises.
     """
     path = os.path.join(workdir, "results.json")
     if os.path.exists(path):
-        stored = train_lib.stored_config(workdir)
+        stored = build.stored_config(workdir)
         wanted = json.loads(config.to_json_best_effort())
         if stored is None or _without_location(stored) == _without_location(wanted):
             with open(path) as f:
                 return json.load(f)
         print(f"{workdir}: its config.json differs from the config asked for; running the job again (it resumes).")
-    job = importlib.import_module("aejax." + config.get("trainer", "train"))
-    return job.train_and_evaluate(config, workdir)
+    return jobs.get_job(config.get("trainer", jobs.DEFAULT)).train_and_evaluate(config, workdir)
 
 
 def _without_location(config: dict) -> dict:

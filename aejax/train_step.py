@@ -23,6 +23,7 @@ from jax.sharding import Mesh
 
 from aejax import sharding
 from aejax.data.batch import Batch
+from aejax.objectives import EvalOutput
 
 NOT_COMPUTED = -1.0  # the value of the SKIPPABLE metrics on the steps that skip them (see make_train_step)
 SKIPPABLE = ("grad_norm", "param_norm")
@@ -48,20 +49,6 @@ class TrainState:
     model_state: Any
     opt_state: Any
     rng: jax.Array
-
-
-@flax.struct.dataclass
-class EvalOutput:
-    """Per-example evaluation of a batch.
-
-    Attributes:
-      metrics: {name: [B]} per-example numbers (e.g. "sq_err": squared error summed over pixels, "nll": nats);
-        the trainer logs every one as "eval/<name>" and averages it into results.json as "test_<name>".
-      code: [B, K] the codes of the batch (for plots, probes and reports).
-    """
-
-    metrics: dict[str, jax.Array]
-    code: jax.Array
 
 
 def init_state(params, tx: optax.GradientTransformation, rng: jax.Array, model_state=None) -> TrainState:

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 import aejax
+from aejax import jobs
 from aejax.models import get_model
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(aejax.__file__))))  # the repo root
@@ -58,9 +59,7 @@ TORCH_NAME = {"mlp": "mlp", "conv_pool": "conv_pool", "conv_stride": "conv_strid
 
 def job_of(config):
     """The job that trains `config` (what launch.py runs)."""
-    import importlib
-
-    return importlib.import_module("aejax." + config.get("trainer", "train"))
+    return jobs.get_job(config.get("trainer", jobs.DEFAULT))
 
 
 def loop_row(name: str, k: int, data_dir: str | None, scale: float = 1.0):

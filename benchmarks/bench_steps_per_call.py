@@ -23,8 +23,7 @@ import jax
 import numpy as np
 
 import aejax
-from aejax import loop, sharding
-from aejax import train as train_lib
+from aejax import build, loop, sharding
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(aejax.__file__))))  # the repo root
 from configs import contractive, mnist_ae  # noqa: E402
@@ -40,9 +39,9 @@ MODELS = {
 
 def make_row(config, k: int, steps: int, mesh):
     """run() -> final params, training `steps` steps with K = k through loop.run."""
-    train_split, _ = train_lib.load_data(config)
-    b = train_lib.build(config, train_split)
-    init_fn = train_lib.make_init_fn(b.model, b.tx, train_split.x.shape[1:], mesh, jax.random.key(config.seed))
+    train_split, _ = build.load_data(config)
+    b = build.build(config, train_split)
+    init_fn = build.make_init_fn(b.model, b.tx, train_split.x.shape[1:], mesh, jax.random.key(config.seed))
     settings = loop.LoopSettings(
         num_steps=steps, batch_size=config.batch_size, log_every=steps, eval_every=steps, checkpoint_every=steps,
         steps_per_call=k,

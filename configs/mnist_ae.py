@@ -22,6 +22,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     variants = variants_lib.parse(arg, VARIANTS)
 
     c = ml_collections.ConfigDict()
+    c.trainer = "train"  # a job registered in aejax/jobs ("train": build, loop, analyse; "stacked", ...)
     c.seed = 0
     c.dataset = "mnist5k"
     c.data_dir = ml_collections.FieldReference(None, field_type=str)  # None: TFDS default (TFDS_DATA_DIR)

@@ -30,17 +30,27 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         tasks = sorted({*tasks, "mixture1d", "spiral"}, key=TASKS.index)
 
     c = ml_collections.ConfigDict()
-    c.trainer = "jobs.score_dae"
+    c.trainer = "score_dae"
     c.seed = 0
+    # Every DAE's optimizer (aejax.optim.make_optimizer): Adam, peak rate 1e-2, cosine decay over its steps.
+    c.optimizer = ml_collections.ConfigDict(
+        dict(
+            name="adam",
+            learning_rate=1e-2,
+            schedule="cosine",
+            warmup_steps=0,
+            weight_decay=0.0,
+            grad_clip_norm=0.0,
+        )
+    )
     c.score = ml_collections.ConfigDict(
         dict(
             tasks=",".join(tasks),
-            # The DAE: aejax.models.mlp with a linear code, Adam with cosine decay (score.train_dae).
+            # The DAE: aejax.models.mlp with a linear code (score.train_dae), the optimizer of c.optimizer.
             hidden=(64, 64),
             code_dim=64,
             activation="tanh",
             batch_size=512,
-            learning_rate=1e-2,
             steps=2000,
             num_train=10_000,
             num_eval=2000,

@@ -38,7 +38,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     dataset = variants_lib.one_of(variants, DATASETS, default="kdd")
 
     c = ml_collections.ConfigDict()
-    c.trainer = "jobs.sequence"
+    c.trainer = "sequence"
     c.seed = 0
     c.dataset = "kdd_tsad_135" if dataset == "kdd" else f"ucr/{UCR_SETS[dataset]}"
     c.data_dir = ml_collections.FieldReference(None, field_type=str)

@@ -30,7 +30,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
     c = mnist_ae.get_config("runlocal" if "runlocal" in variants else "")
     c.unlock()
-    c.trainer = "jobs.stacked"
+    c.trainer = "stacked"
     # Logistic hidden units and a linear code layer, as in Hinton & Salakhutdinov (2006).
     c.model.activation = "sigmoid"
     c.model.code_activation = "linear"

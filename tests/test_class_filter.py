@@ -4,7 +4,7 @@ split, the test split whole, a clear error for a class the data does not have.""
 import numpy as np
 import pytest
 
-from aejax import train
+from aejax import build
 from aejax.data import classes
 from aejax.data.datasets import Split
 from configs import mnist_ae
@@ -42,13 +42,13 @@ def test_select_classes_names_an_unknown_class_and_the_known_ones():
 def test_load_data_filters_the_train_split_only(tmp_path):
     config = mnist_ae.get_config("runlocal")
     config.data_dir = str(tmp_path)
-    full_train, full_test = train.load_data(config)
+    full_train, full_test = build.load_data(config)
     config.train_classes = "3,8"
-    train_split, test_split = train.load_data(config)
+    train_split, test_split = build.load_data(config)
     assert set(np.unique(train_split.labels)) == {3, 8}
     assert len(train_split.labels) == int(np.isin(full_train.labels, [3, 8]).sum())
     np.testing.assert_array_equal(train_split.x, full_train.x[np.isin(full_train.labels, [3, 8])])
     np.testing.assert_array_equal(test_split.labels, full_test.labels)  # the test split is not filtered
     config.train_classes = "10"
     with pytest.raises(ValueError, match="train_classes \\[10\\] do not occur"):
-        train.load_data(config)
+        build.load_data(config)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from aejax import runs, train
+from aejax import jobs, runs
 from configs import mnist_ae
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -23,9 +23,19 @@ def _finished(workdir, config, results):
     (workdir / "results.json").write_text(json.dumps(results))
 
 
+def _fake_jobs(monkeypatch, calls):
+    """Every job replaced by one that records (registered job name, workdir) and returns {"trained": name}."""
+
+    def get_job(trainer):
+        name = jobs.JOBS.get(jobs.job_name(trainer)) and jobs.job_name(trainer)  # unknown names still raise
+        return jobs.Job(lambda c, w: calls.append((name, w)) or {"trained": name}, None)
+
+    monkeypatch.setattr(jobs, "get_job", get_job)
+
+
 def test_train_or_load_reads_a_finished_run_and_trains_otherwise(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(train, "train_and_evaluate", lambda c, w: calls.append(w) or {"trained": True})
+    _fake_jobs(monkeypatch, calls)
     config = mnist_ae.get_config("runlocal")
     done = tmp_path / "done"
     _finished(done, config, {"test_sq_err": 1.5})
@@ -35,20 +45,23 @@ def test_train_or_load_reads_a_finished_run_and_trains_otherwise(tmp_path, monke
     assert runs.train_or_load(config, str(done)) == {"test_sq_err": 1.5} and calls == []
     # A different run in the same workdir (more steps) goes to the job, which resumes it.
     config.num_train_steps = 40
-    assert runs.train_or_load(config, str(done)) == {"trained": True} and calls == [str(done)]
+    assert runs.train_or_load(config, str(done)) == {"trained": "train"} and calls == [("train", str(done))]
     # No results.json: trained.
-    assert runs.train_or_load(config, str(tmp_path / "new")) == {"trained": True}
-    assert calls == [str(done), str(tmp_path / "new")]
+    assert runs.train_or_load(config, str(tmp_path / "new")) == {"trained": "train"}
+    assert calls == [("train", str(done)), ("train", str(tmp_path / "new"))]
 
 
 def test_train_or_load_runs_the_configs_job(tmp_path, monkeypatch):
-    from aejax.jobs import stacked
-
-    monkeypatch.setattr(stacked, "train_and_evaluate", lambda c, w: {"job": c.trainer})
+    calls = []
+    _fake_jobs(monkeypatch, calls)
     config = mnist_ae.get_config("runlocal")
     with config.unlocked():
-        config.trainer = "jobs.stacked"
-    assert runs.train_or_load(config, str(tmp_path / "run")) == {"job": "jobs.stacked"}
+        config.trainer = "jobs.stacked"  # the spelling of configs before the registry
+    assert runs.train_or_load(config, str(tmp_path / "run")) == {"trained": "stacked"}
+    with config.unlocked():
+        config.trainer = "stacekd"
+    with pytest.raises(KeyError, match="Known jobs"):
+        runs.train_or_load(config, str(tmp_path / "typo"))
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)

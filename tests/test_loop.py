@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from aejax import loop, objectives, optim, runs, sharding, train
+from aejax import build, loop, objectives, optim, runs, sharding, train
 from aejax import train_step as ts
 from aejax.analysis import score
 from aejax.data import datasets, pipeline, transforms
@@ -20,7 +20,7 @@ def test_evaluate_gives_each_batch_its_own_reproducible_key():
 
     def eval_fn(params, model_state, batch, rng):
         del params, model_state
-        return ts.EvalOutput(metrics={"u": jax.random.uniform(rng, (batch.x.shape[0],))}, code=batch.x)
+        return objectives.EvalOutput(metrics={"u": jax.random.uniform(rng, (batch.x.shape[0],))}, code=batch.x)
 
     mesh = sharding.make_mesh()
     x, labels = np.zeros((10, 2), np.float32), np.zeros((10,), np.int32)
@@ -100,7 +100,13 @@ def test_every_trainer_stops_on_a_non_finite_loss():
     """train_dae (the score analysis) runs through the loop, so it has the NaN stop too."""
     x = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
     with pytest.raises(loop.NonFiniteLossError, match="train step"):
-        score.train_dae(x, sigma=0.5, steps=50, batch_size=16, learning_rate=1e30)
+        huge = {**score.DEFAULT_OPTIMIZER, "learning_rate": 1e30}
+        score.train_dae(x, sigma=0.5, steps=50, batch_size=16, optimizer=huge)
+    # The DAE's optimizer is the config's (configs/score_dae.py: config.optimizer), not a hard-coded Adam.
+    with pytest.raises(KeyError, match="Unknown optimizer 'adamm'"):
+        score.train_dae(
+            x, sigma=0.5, steps=2, batch_size=16, optimizer={**score.DEFAULT_OPTIMIZER, "name": "adamm"}
+        )
 
 
 def test_the_trainers_share_the_loop(monkeypatch):
@@ -172,3 +178,42 @@ def test_dynamic_binarisation_resamples_every_step_and_is_a_function_of_the_step
 def test_objectives_registry_lists_known_names():
     with pytest.raises(KeyError, match="Known objectives: autoencoder, elbo, psd"):
         objectives.OBJECTIVES.get("elbo_typo")
+
+
+def test_run_returns_the_final_evaluation_also_when_a_relaunch_takes_no_step(tmp_path):
+    """loop.run's last_eval is the final state's evaluation: after training, and when a relaunch of the finished
+    run restores it and takes no step (it evaluates once), so no caller has to evaluate again."""
+    from aejax.likelihoods import get_likelihood
+    from aejax.objectives import SQ_ERR, autoencoder
+
+    rng = np.random.default_rng(0)
+    x, labels = rng.random((32, 6), dtype=np.float32), np.zeros((32,), np.int32)
+    model = get_model("mlp", input_shape=(6,), hidden=(4,), code_dim=2)
+    lik = get_likelihood("gaussian")
+    objective = objectives.Objective(autoencoder.make_loss_fn(model, lik), autoencoder.make_eval_fn(model, lik))
+    tx = optim.make_optimizer(
+        ml_collections.ConfigDict(
+            dict(name="sgd", learning_rate=0.1, schedule="constant", weight_decay=0.0, grad_clip_norm=0.0)
+        ),
+        6,
+    )
+    mesh = sharding.make_mesh()
+    settings = loop.LoopSettings(num_steps=6, batch_size=8, log_every=3, eval_every=100, checkpoint_every=3)
+
+    def launch():
+        init_fn = build.make_init_fn(model, tx, (6,), mesh, jax.random.key(0))
+        loader = pipeline.InMemoryLoader(x, labels, global_batch_size=8, seed=0)
+        return loop.run(
+            settings=settings, mesh=mesh, objective=objective, tx=tx, init_fn=init_fn, loader=loader,
+            workdir=str(tmp_path), eval_data=(x, labels),
+        )  # fmt: skip
+
+    first = launch()
+    assert first.start_step == 0 and int(first.state.step) == 6
+    # Independent: the squared error of the final parameters' reconstruction, computed eagerly in float64.
+    params = jax.device_get(first.state.params)
+    recon = np.asarray(model.apply({"params": params}, x).decoder_output, np.float64)  # Gaussian: the mean
+    np.testing.assert_allclose(first.last_eval.metrics[SQ_ERR], ((recon - x) ** 2).sum(axis=1), rtol=1e-5)
+    again = launch()
+    assert again.start_step == 6 and again.last_metrics == {}  # restored, no step taken
+    np.testing.assert_allclose(again.last_eval.metrics[SQ_ERR], first.last_eval.metrics[SQ_ERR], rtol=1e-6)

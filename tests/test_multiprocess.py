@@ -24,11 +24,11 @@ TIMEOUT = 300  # seconds any one process may take
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("tfds"))
-    from aejax import train
+    from aejax import build
 
     config = mnist_ae.get_config("runlocal")
     config.data_dir = path
-    train.load_data(config)  # prepare mnist5k once, before several processes read it
+    build.load_data(config)  # prepare mnist5k once, before several processes read it
     return path
 
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 from sklearn.linear_model import Ridge
 
-from aejax import regularizers
+from aejax import jobs, regularizers
 from aejax.analysis import densities as dens
 from aejax.analysis import score, score_sampling
 from aejax.data.batch import Batch
@@ -142,7 +142,7 @@ def test_config_variants():
 
     assert score_dae.get_config("").score.tasks == "mixture1d,spiral,sweep,sampling"
     assert score_dae.get_config("sampling").score.tasks == "mixture1d,spiral,sampling"
-    assert score_dae.get_config("quick,spiral").trainer == "jobs.score_dae"
+    assert score_dae.get_config("quick,spiral").trainer == "score_dae"
     with pytest.raises(ValueError, match="Unknown variant"):
         score_dae.get_config("spirall")
 
@@ -150,14 +150,12 @@ def test_config_variants():
 def test_score_job_runs_end_to_end(tmp_path):
     """The job behind `python launch.py --config=configs/score_dae.py:spiral,runlocal` writes its numbers and
     figures (values are checked by the tests above; this checks the plumbing)."""
-    import importlib
     import json
 
     from configs import score_dae
 
     config = score_dae.get_config("spiral,runlocal")
-    trainer = importlib.import_module("aejax." + config.trainer)
-    results = trainer.train_and_evaluate(config, str(tmp_path))
+    results = jobs.get_job(config.trainer).train_and_evaluate(config, str(tmp_path))
     assert json.loads((tmp_path / "results.json").read_text()).keys() == results.keys()
     assert "spiral" in results["tasks"]
     assert (tmp_path / "spiral_field.png").stat().st_size > 0

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from aejax import loop, objectives, optim, runs, sharding, train
+from aejax import build, loop, objectives, optim, runs, sharding, train
 from aejax import train_step as ts
 from aejax.data import pipeline, transforms
 from aejax.likelihoods import get_likelihood
@@ -136,7 +136,7 @@ def test_nan_stop_names_the_step_inside_a_call():
     objective = objectives.Objective(loss_fn, autoencoder.make_eval_fn(model, lik))
     mesh = sharding.make_mesh()
     loader = pipeline.InMemoryLoader(x, labels, global_batch_size=16, seed=0)
-    init = train.make_init_fn(model, tx, (6,), mesh, jax.random.key(0))
+    init = build.make_init_fn(model, tx, (6,), mesh, jax.random.key(0))
     settings = loop.LoopSettings(num_steps=32, batch_size=16, log_every=16, steps_per_call=8)
     with pytest.raises(loop.NonFiniteLossError, match=r"train step 13: loss=nan"):
         loop.run(
@@ -152,7 +152,7 @@ def test_one_and_four_devices_agree():
     for devices in (jax.devices()[:1], jax.devices()[:4]):
         mesh = sharding.make_mesh(devices)
         loader = pipeline.InMemoryLoader(x, labels, global_batch_size=16, seed=0)
-        init = train.make_init_fn(model, tx, (6,), mesh, jax.random.key(0))
+        init = build.make_init_fn(model, tx, (6,), mesh, jax.random.key(0))
         result = loop.run(
             settings=settings, mesh=mesh, objective=objective, tx=tx, init_fn=init, loader=loader, workdir=None
         )

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from aejax import runs, train
+from aejax import loop, runs, train
 from configs import mnist_ae
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,7 +127,7 @@ def test_non_finite_loss_stops_with_step_and_term_and_keeps_last_checkpoint(tmp_
     config.optimizer.learning_rate = 1e30  # diverges within a few steps
     config.optimizer.schedule = "constant"
     workdir = str(tmp_path / "nan")
-    with pytest.raises(train.NonFiniteLossError, match=r"in train step \d+: (loss|param_norm|grad_norm)"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"in train step \d+: (loss|param_norm|grad_norm)"):
         train.train_and_evaluate(config, workdir)
     saved = (
         os.listdir(os.path.join(workdir, "checkpoints"))

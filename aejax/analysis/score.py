@@ -11,7 +11,8 @@ through the one loop of every run (`aejax.loop`).
 """
 
 import functools
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import jax
@@ -19,14 +20,16 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aejax import corruptions, loop, optim, regularizers, sharding
+from aejax import build, corruptions, loop, optim, regularizers, sharding
 from aejax.analysis import densities
 from aejax.data.pipeline import InMemoryLoader
 from aejax.likelihoods import get_likelihood
 from aejax.models import get_model
 from aejax.objectives import Objective
 from aejax.objectives.autoencoder import make_eval_fn, make_loss_fn
-from aejax.train import make_init_fn
+
+# The DAE's optimizer unless a config gives one (configs/score_dae.py: `config.optimizer`): Adam, cosine decay.
+DEFAULT_OPTIMIZER = dict(name="adam", learning_rate=1e-2, schedule="cosine", weight_decay=0.0, grad_clip_norm=0.0)
 
 # reconstruct: [B, D] -> [B, D], the mean reconstruction r(x).
 Reconstruct = Callable[[jax.Array], jax.Array]
@@ -38,7 +41,8 @@ class TrainedDAE(NamedTuple):
     Attributes:
       apply: jitted (params, x [B, D]) -> decoder output [B, D] (the mean r(x), Gaussian likelihood).
       params: the trained parameters (host-side, single-device).
-      final_loss: [] training loss of the last step (nats per example).
+      final_loss: [] training loss of the last logged window (nats per example); NaN when a relaunch found the
+        run finished in its workdir and took no step.
     """
 
     apply: Callable
@@ -56,7 +60,7 @@ def check_2d(x, name: str = "x") -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _dae_parts(dim, hidden, code_dim, activation, sigma, contractive, learning_rate, steps):
+def _dae_parts(dim, hidden, code_dim, activation, sigma, contractive, optimizer_json, steps):
     """(model, objective, tx) of `train_dae`, cached: DAEs that differ only in seed (or data of one shape) share
     these objects and so the loop's compiled train step."""
     model = get_model("mlp", input_shape=(dim,), hidden=hidden, code_dim=code_dim, activation=activation)
@@ -70,10 +74,7 @@ def _dae_parts(dim, hidden, code_dim, activation, sigma, contractive, learning_r
             return corruptions.gaussian(rng, xb, sigma=sigma)[0], None  # no per-component reweighting
 
         loss_fn = make_loss_fn(model, lik, corrupt=corrupt)
-    opt_cfg = ml_collections.ConfigDict(
-        dict(name="adam", learning_rate=learning_rate, schedule="cosine", weight_decay=0.0, grad_clip_norm=0.0)
-    )
-    tx = optim.make_optimizer(opt_cfg, steps)
+    tx = optim.make_optimizer(ml_collections.ConfigDict(json.loads(optimizer_json)), steps)
     return model, Objective(loss_fn, make_eval_fn(model, lik)), tx
 
 
@@ -92,7 +93,7 @@ def train_dae(
     code_dim: int = 64,
     activation: str = "tanh",
     batch_size: int = 512,
-    learning_rate: float = 1e-2,
+    optimizer: Mapping | ml_collections.ConfigDict | None = None,
     contractive: bool = False,
     workdir: str | None = None,
 ) -> TrainedDAE:
@@ -101,10 +102,10 @@ def train_dae(
     Runs through the library: `get_model("mlp")` (linear code), the unit-variance Gaussian likelihood
     (NLL = squared error / 2 + const), `objectives.autoencoder.make_loss_fn` with `corruptions.gaussian`,
     `aejax.loop.run` (the train step on the data mesh, the NaN stop, checkpoints when `workdir` is given),
-    `InMemoryLoader` batches; Adam with cosine-decayed lr. With `contractive=True` it trains the
-    reconstruction-contractive AE instead (Alain & Bengio 2014): no corruption, squared error +
-    sigma^2 ||dr/dx||_F^2 (the regularizer "reconstruction_contractive", weight sigma^2 / 2 because the NLL is
-    half the squared error).
+    `InMemoryLoader` batches; the optimizer of `optimizer` (`aejax.optim.make_optimizer`). With
+    `contractive=True` it trains the reconstruction-contractive AE instead (Alain & Bengio 2014): no
+    corruption, squared error + sigma^2 ||dr/dx||_F^2 (the regularizer "reconstruction_contractive", weight
+    sigma^2 / 2 because the NLL is half the squared error).
 
     Args:
       x: [N, D] float training samples.
@@ -113,7 +114,8 @@ def train_dae(
       seed: seed of the initialisation, the batch order and the noise.
       hidden, code_dim, activation: the MLP (`aejax.models.mlp.MLPAutoencoder`).
       batch_size: global batch, a multiple of the number of devices and <= N.
-      learning_rate: peak Adam learning rate.
+      optimizer: an optimizer config (name, learning_rate, schedule, weight_decay, grad_clip_norm, ...: the
+        fields of `config.optimizer`); None: DEFAULT_OPTIMIZER (Adam, peak rate 1e-2, cosine decay).
       contractive: train the RCAE instead of the DAE.
       workdir: where the loop keeps checkpoints and metrics (a relaunch resumes); None keeps nothing.
 
@@ -121,7 +123,8 @@ def train_dae(
       A `TrainedDAE`, callable as reconstruct(x [B, D]) -> [B, D].
 
     Raises:
-      ValueError: if x is not [N, D], sigma <= 0, steps < 1 or the batch size does not fit.
+      ValueError: if x is not [N, D], sigma <= 0, steps < 1, the batch size does not fit or the optimizer's
+        hyperparameters are invalid; KeyError: for an unknown optimizer or schedule.
       aejax.loop.NonFiniteLossError: if training diverged (the message names the step and the term).
     """
     check_2d(x)
@@ -130,8 +133,10 @@ def train_dae(
     x = np.asarray(x, np.float32)
     dim = x.shape[1]
     mesh = sharding.make_mesh()
+    opt = dict(optimizer.to_dict() if isinstance(optimizer, ml_collections.ConfigDict) else optimizer or {})
+    optimizer_json = json.dumps(opt or DEFAULT_OPTIMIZER, sort_keys=True)  # hashable: the parts are cached
     model, objective, tx = _dae_parts(
-        dim, tuple(hidden), code_dim, activation, float(sigma), contractive, learning_rate, steps
+        dim, tuple(hidden), code_dim, activation, float(sigma), contractive, optimizer_json, steps
     )
     sharding.check_batch_size(batch_size, mesh)
     loader = InMemoryLoader(
@@ -145,7 +150,7 @@ def train_dae(
     settings = loop.LoopSettings(
         num_steps=steps, batch_size=batch_size, log_every=min(100, steps), checkpoint_every=steps, steps_per_call=0
     )
-    init_fn = make_init_fn(model, tx, (dim,), mesh, jax.random.key(seed))
+    init_fn = build.make_init_fn(model, tx, (dim,), mesh, jax.random.key(seed))
     result = loop.run(
         settings=settings,
         mesh=mesh,
@@ -157,7 +162,8 @@ def train_dae(
         desc=f"{'RCAE' if contractive else 'DAE'} sigma={sigma:g}",
     )
     params = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), result.state.params)  # off the mesh
-    return TrainedDAE(_reconstruct_fn(model), params, float(result.last_metrics["loss"]))
+    final_loss = float(result.last_metrics.get("loss", np.nan))  # {} when a finished run was restored
+    return TrainedDAE(_reconstruct_fn(model), params, final_loss)
 
 
 def linear_dae_closed_form(x: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:

@@ -9,8 +9,12 @@ al. (2010, Table 3) and Rifai et al. (2011, Table 1). Only the encoder's and the
 in the classifier; the decoder is dropped. Training goes through `aejax.loop.run` (checkpoints, NaN stop,
 metrics, evaluation of the test error every `eval_every` steps, which is logged, never used to stop or select).
 
-    result = finetune.finetune_run("runs/mnist_ae", init="pretrained", labels_per_class=40)
-    python launch.py --workdir=runs/mnist_ae --eval_only --reports=finetune     # the "finetune" report
+Registered as the job "finetune" (`config.trainer = "finetune"`, configs/finetune.py names the pretrained run):
+
+    python launch.py --config=configs/finetune.py --config.finetune.pretrained_workdir=runs/mnist_ae \
+        --workdir=runs/mnist_ae_finetune
+    python launch.py --workdir=runs/mnist_ae --eval_only --reports=finetune     # the "finetune" report runs it
+    result = finetune.finetune_run("runs/mnist_ae", init="pretrained", labels_per_class=40)   # in a script
 """
 
 import json
@@ -26,14 +30,14 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from aejax import loop, optim, runs, sharding
+from aejax import build, loop, optim, runs, sharding
 from aejax import train_step as ts
 from aejax.analysis import probe
 from aejax.data import datasets, pipeline
 from aejax.data.batch import Batch
+from aejax.jobs import JOBS, Job
 from aejax.models.base import AbstractAutoencoder
-from aejax.objectives import Objective
-from aejax.train_step import EvalOutput
+from aejax.objectives import ERROR, XENT, EvalOutput, Objective
 
 INITS = ("pretrained", "random")
 ENCODER = "autoencoder"  # the classifier's submodule that holds the encoder
@@ -100,8 +104,8 @@ def make_objective(classifier: Classifier) -> Objective:
         del rng
         logits, code = classifier.apply({"params": params, **model_state}, batch.x)
         metrics = {
-            "error": (jnp.argmax(logits, -1) != batch.label).astype(jnp.float32),
-            "xent": optax.softmax_cross_entropy_with_integer_labels(logits, batch.label),
+            ERROR: (jnp.argmax(logits, -1) != batch.label).astype(jnp.float32),
+            XENT: optax.softmax_cross_entropy_with_integer_labels(logits, batch.label),
         }
         return EvalOutput(metrics=metrics, code=code)
 
@@ -219,14 +223,11 @@ def finetune(
         meta={"labels_per_class": str(labels_per_class), "init": "random" if variables is None else "pretrained"},
         desc=f"fine-tune ({'random' if variables is None else 'pretrained'}, n={labels_per_class})",
     )
-    ev = result.last_eval
-    if ev is None:  # a finished run resumed from its workdir took no step
-        step_fn = ts.make_eval_step(make_objective(classifier).eval_fn, mesh)
-        ev = loop.evaluate(result.state, step_fn, test.x, test.labels, mesh, loop_settings.eval_batch_size)
+    ev = result.last_eval  # the final state's evaluation (also when a finished run resumed took no step)
     return FinetuneResult(
         init="random" if variables is None else "pretrained",
-        test_error=float(ev.metrics["error"].mean()),
-        test_xent=float(ev.metrics["xent"].mean()),
+        test_error=float(ev.metrics[ERROR].mean()),
+        test_xent=float(ev.metrics[XENT].mean()),
         num_labels=len(rows),
         num_steps=num_steps,
         train_time_s=result.train_time_s,
@@ -308,3 +309,94 @@ def compare_starts(
                 "runs": runs_,
             }
     return out
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The job's config (unlocked): `finetune.pretrained_workdir` (a finished run whose encoder is fine-tuned),
+    `finetune.init` ("pretrained" or "random"), `finetune.labels_per_class` (n or "all"), `finetune.subset_seed`;
+    the budget of `default_settings()` as the usual top-level fields (num_train_steps, batch_size, optimizer,
+    log_every, eval_every, seed)."""
+    s = default_settings()
+    c = ml_collections.ConfigDict()
+    c.trainer = "finetune"
+    c.seed = s.seed
+    c.finetune = ml_collections.ConfigDict(
+        dict(pretrained_workdir="", init="pretrained", labels_per_class="40", subset_seed=0)
+    )
+    c.num_train_steps = s.num_steps
+    c.batch_size = s.batch_size
+    c.optimizer = s.optimizer
+    c.log_every = s.log_every
+    c.eval_every = s.eval_every
+    return c
+
+
+def _settings(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    s = default_settings()
+    s.num_steps = int(config.num_train_steps)
+    s.batch_size = int(config.batch_size)
+    s.optimizer = ml_collections.ConfigDict(config.optimizer.to_dict())
+    s.log_every, s.eval_every, s.seed = int(config.log_every), int(config.eval_every), int(config.seed)
+    return s
+
+
+def _labels_per_class(spec) -> int | str:
+    values = probe.parse_labels_per_class(str(spec))
+    if len(values) != 1:
+        raise ValueError(f"config.finetune.labels_per_class={spec!r} must be one n or 'all'.")
+    return values[0]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+    """Fine-tunes the encoder of the finished run `config.finetune.pretrained_workdir` (`finetune_run`) in
+    `workdir` (resuming from its checkpoint) and writes config.json and results.json.
+
+    Returns:
+      `FinetuneResult.as_dict()` plus "pretrained_workdir": test_error (fraction of the test split
+      misclassified), test_xent (nats per example), num_labels, num_steps, train_time_s, init.
+
+    Raises:
+      ValueError: for a missing pretrained_workdir, an unknown init, a bad labels_per_class, bad budget fields
+        or optimizer (before any training); FileNotFoundError: if the pretrained run has no checkpoints.
+    """
+    f = config.finetune
+    if not f.pretrained_workdir:
+        raise ValueError("config.finetune.pretrained_workdir is empty: name the finished run to fine-tune.")
+    if f.init not in INITS:
+        raise ValueError(f"Unknown config.finetune.init {f.init!r}; known: {', '.join(INITS)}.")
+    labels_per_class = _labels_per_class(f.labels_per_class)
+    settings = _settings(config)
+    loop.LoopSettings(num_steps=settings.num_steps, batch_size=settings.batch_size)  # checks the budget
+    optim.make_optimizer(settings.optimizer, settings.num_steps)  # checks the optimizer before loading anything
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    build.write_config(config, workdir)
+    result = finetune_run(
+        f.pretrained_workdir,
+        init=f.init,
+        labels_per_class=labels_per_class,
+        subset_seed=int(f.subset_seed),
+        settings=settings,
+        out_dir=workdir,
+    )
+    results = {**result.as_dict(), "pretrained_workdir": os.path.abspath(f.pretrained_workdir)}
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "results.json"), "w") as fh:
+            json.dump(results, fh, indent=2)
+    return results
+
+
+def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
+    """Re-evaluates a finished fine-tuning run from its checkpoint and its own config.json (the loop restores
+    the final step, takes none and evaluates once); results.json is rewritten.
+
+    Raises:
+      ValueError: if `reports` are asked for (a classifier has no per-run reports).
+      FileNotFoundError: without config.json.
+    """
+    if reports:
+        raise ValueError(f"Fine-tuning runs have no per-run reports (asked for {reports!r}); drop --reports.")
+    return train_and_evaluate(runs.load_config(workdir), workdir)
+
+
+JOB = JOBS.register("finetune")(Job(train_and_evaluate, reanalyse))

@@ -11,6 +11,8 @@ Tasks (`config.score.tasks`, comma separated):
   sample (the sampling-noise floor); samples_1d.png, samples_spiral.png.
 Writes results.json into the workdir; the DAEs of mixture1d and spiral keep checkpoints and metrics in
 dae_1d/, rcae_1d/ and dae_spiral/ (a relaunch resumes them); the sweep's many small DAEs are kept in memory.
+Every DAE trains through the one loop with the config's optimizer (`config.optimizer`). Registered as the job
+"score_dae" (`config.trainer = "score_dae"`).
 """
 
 import json
@@ -21,12 +23,16 @@ import jax
 import ml_collections
 import numpy as np
 
+from aejax import build, optim, runs
 from aejax.analysis import densities, score, score_plots, score_sampling
+from aejax.jobs import JOBS, Job
+
+TASKS = ("mixture1d", "spiral", "sweep", "sampling")
 
 
-def _dae_kwargs(s: ml_collections.ConfigDict) -> dict:
-    keys = ("hidden", "code_dim", "activation", "batch_size", "learning_rate")
-    return {k: s[k] for k in keys}
+def _dae_kwargs(config: ml_collections.ConfigDict) -> dict:
+    keys = ("hidden", "code_dim", "activation", "batch_size")
+    return {**{k: config.score[k] for k in keys}, "optimizer": config.optimizer}
 
 
 def _sampling(dae, sigma, data, held_out, rng, s, name, workdir) -> dict:
@@ -59,12 +65,22 @@ def _sampling(dae, sigma, data, held_out, rng, s, name, workdir) -> dict:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    """Runs the tasks of `config.score.tasks`; returns (and writes to workdir/results.json) their numbers."""
+    """Runs the tasks of `config.score.tasks`; returns (and writes to workdir/results.json) their numbers.
+
+    Raises:
+      KeyError / ValueError: for an unknown task, optimizer or schedule, or bad optimizer hyperparameters,
+        before any training.
+    """
+    unknown = sorted(set(filter(None, config.score.tasks.split(","))) - set(TASKS))
+    if unknown:
+        raise KeyError(f"Unknown config.score.tasks {', '.join(unknown)}. Known tasks: {', '.join(TASKS)}.")
+    optim.make_optimizer(config.optimizer, config.score.steps)  # a bad optimizer fails before any training
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
+    build.write_config(config, workdir)
     s = config.score
     tasks = [t for t in s.tasks.split(",") if t]
-    kw = _dae_kwargs(s)
+    kw = _dae_kwargs(config)
     rng = jax.random.key(config.seed)
     results, daes, start = {"tasks": tasks}, {}, time.time()
 
@@ -134,3 +150,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
     return results
+
+
+def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
+    """Re-runs the tasks of a finished score run with its own config.json: the checkpointed DAEs (dae_1d/,
+    rcae_1d/, dae_spiral/) are restored without training; the sweep's in-memory DAEs are trained again.
+
+    Raises:
+      ValueError: if `reports` are asked for (the score analysis has no per-run reports).
+    """
+    if reports:
+        raise ValueError(f"Score runs have no per-run reports (asked for {reports!r}); drop --reports.")
+    return train_and_evaluate(runs.load_config(workdir), workdir)
+
+
+JOB = JOBS.register("score_dae")(Job(train_and_evaluate, reanalyse))

@@ -1,4 +1,4 @@
-"""Sequence autoencoders on real time series: the job `aejax.jobs.sequence` (`config.trainer`).
+"""Sequence autoencoders on real time series: the job "sequence" (`config.trainer = "sequence"`).
 
 Tasks (`config.sequence.task`):
 - "anomaly" (a long series with per-point labels, `kdd_tsad_135`): z-normalise (`config.transforms.standardize`:
@@ -27,11 +27,10 @@ import jax
 import ml_collections
 import numpy as np
 
-from aejax import checkpoint, loop, optim, plots, runs, sharding
-from aejax import train as train_lib
-from aejax import train_step as ts
+from aejax import build, checkpoint, loop, objectives, optim, plots, runs, sharding
 from aejax.analysis import embedding, probe, sequence_anomaly, sequence_plots
 from aejax.data import datasets, pipeline, series, transforms
+from aejax.jobs import JOBS, Job
 from aejax.likelihoods import get_likelihood
 from aejax.metric_writer import read_metrics
 from aejax.models import get_model
@@ -167,10 +166,9 @@ def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str, *
     likelihood = get_likelihood(config.likelihood)
     objective = objective_from_config(config, model, likelihood)
     tx = optim.make_optimizer(config.optimizer, settings.num_steps)
-    init_fn = train_lib.make_init_fn(model, tx, data.train.x.shape[1:], mesh, jax.random.key(config.seed))
-    if write_config and jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
+    init_fn = build.make_init_fn(model, tx, data.train.x.shape[1:], mesh, jax.random.key(config.seed))
+    if write_config:
+        build.write_config(config, workdir)
     result = loop.run(
         settings=settings,
         mesh=mesh,
@@ -275,24 +273,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, write
     data = load_sequence_data(config)
     t0 = time.perf_counter()
     model, variables, likelihood, objective, result, mesh = train(config, data, workdir, write_config=write_config)
-    ev = result.last_eval or loop.evaluate(
-        result.state,
-        ts.make_eval_step(objective.eval_fn, mesh),
-        data.test.x,
-        data.test.labels,
-        mesh,
-        config.eval_batch_size,
-        seed=config.seed,
-        mask=data.test.mask,
-    )
+    ev = result.last_eval  # the final state's evaluation (also when a relaunched finished run took no step)
     results = {
         "dataset": config.dataset,
         "model": config.model_name,
         "num_train": len(data.train.x),
         "num_test": len(data.test.x),
         "num_steps": int(jax.device_get(result.state.step)),
-        **ev.means("test_"),
+        **ev.means(objectives.TEST_PREFIX),
         "train_time_s": result.train_time_s,
+        "examples_per_s": result.examples_per_s,
+        "steps_per_call": result.steps_per_call,
     }
     apply_fn = sequence_anomaly.reconstruct_fn(model, variables)
     task = _anomaly_results if config.sequence.task == "anomaly" else _class_results
@@ -327,3 +318,6 @@ def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
     config = ml_collections.ConfigDict(config.to_dict())
     config.num_train_steps = step  # the checkpoint's own step: the loop restores it and trains nothing
     return train_and_evaluate(config.lock(), workdir, write_config=False)
+
+
+JOB = JOBS.register("sequence")(Job(train_and_evaluate, reanalyse))

@@ -5,11 +5,12 @@ l = 0..L-1 is a one-hidden-layer autoencoder d_l -> d_{l+1} -> d_l trained on th
 below (h_0 = x): a plain AE, or a DAE whose corruption q(h~_l | h_l) touches only its own input, never the layers
 below (Vincent et al. 2010, JMLR, Sec. 3.5 and Fig. 3; Hinton & Salakhutdinov 2006 stack RBMs the same way). The
 layers' weights then initialise the deep autoencoder (encoder_l <- layer l's encoder, decoder_{L-1-l} <- layer l's
-decoder), which `aejax.train.train_and_evaluate` fine-tunes end to end. The same network trained from random init
-with the same fine-tuning budget is the baseline.
+decoder), which the default job (`aejax.train.train_and_evaluate`) fine-tunes end to end. The same network
+trained from random init with the same fine-tuning budget is the baseline.
 
 Workdir layout: `pretrain/layer_<l>/` (metrics, checkpoints), `finetune/` and `random_init/` (complete runs of
-aejax.train with their own results and figures), `stacked_curves.png`, `results.json`.
+the default job with their own results and figures), `stacked_curves.png`, `results.json`. Registered as the
+job "stacked" (`config.trainer = "stacked"`).
 """
 
 import json
@@ -24,14 +25,16 @@ import matplotlib
 import ml_collections
 import numpy as np
 
-from aejax import loop, optim
-from aejax import train as train_lib
+from aejax import build, loop, optim
+from aejax import train as default_job
 from aejax import train_step as ts
 from aejax.data import datasets
+from aejax.jobs import JOBS, Job
 from aejax.likelihoods import get_likelihood, squared_error
 from aejax.metric_writer import read_metrics
 from aejax.models import AbstractAutoencoder, get_model
-from aejax.objectives import Objective, autoencoder
+from aejax.models.mlp import FIRST_ENCODER, decoder_bias, decoder_layer, encoder_layer
+from aejax.objectives import NLL, SQ_ERR, Objective, autoencoder, eval_key, test_key
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -87,10 +90,10 @@ def stack_params(layer_params: Sequence[dict]) -> dict:
     num = len(layer_params)
     params = {}
     for layer, p in enumerate(layer_params):
-        params[f"encoder_{layer}"] = p["encoder_0"]
-        for kind in ("decoder", "decoder_bias"):
-            if f"{kind}_0" in p:
-                params[f"{kind}_{num - 1 - layer}"] = p[f"{kind}_0"]
+        params[encoder_layer(layer)] = p[FIRST_ENCODER]
+        for name in (decoder_layer, decoder_bias):
+            if name(0) in p:
+                params[name(num - 1 - layer)] = p[name(0)]
     return params
 
 
@@ -126,9 +129,7 @@ def pretrain_layer(
     model = layer_model(config, layer, train.x.shape[1:])
     likelihood = get_likelihood(layer_likelihood(config, layer))
     # Codes are not pixels: a per-step transform (dynamic binarisation) applies to the first layer's input only.
-    loader = train_lib.make_loader(
-        config if layer == 0 else _no_transforms(config), train, seed=config.seed + layer
-    )
+    loader = build.make_loader(config if layer == 0 else _no_transforms(config), train, seed=config.seed + layer)
     settings = loop.LoopSettings.from_config(
         config,
         loader.steps_per_epoch,
@@ -138,7 +139,7 @@ def pretrain_layer(
     tx = optim.make_optimizer(config.stacked.optimizer, settings.num_steps, where="config.stacked.optimizer")
     objective = layer_objective(config, model, likelihood)
     rng = jax.random.fold_in(jax.random.key(config.seed), layer)
-    init_fn = train_lib.make_init_fn(model, tx, train.x.shape[1:], mesh, rng)
+    init_fn = build.make_init_fn(model, tx, train.x.shape[1:], mesh, rng)
     t0 = time.perf_counter()
     result = loop.run(
         settings=settings,
@@ -156,17 +157,16 @@ def pretrain_layer(
     )
     # Codes of the clean inputs: the next layer's corruption, if any, is applied to these, never to x.
     eval_step = ts.make_eval_step(objective.eval_fn, mesh)
-    ev_train, ev_test = (
-        loop.evaluate(result.state, eval_step, s.x, s.labels, mesh, config.eval_batch_size) for s in (train, test)
-    )
+    ev_train = loop.evaluate(result.state, eval_step, train.x, train.labels, mesh, config.eval_batch_size)
+    ev_test = result.last_eval
     summary = {
         "layer": layer,
         "input_dim": int(np.prod(train.x.shape[1:])),
         "code_dim": widths(config)[layer],
         "likelihood": likelihood.name,
         "num_steps": settings.num_steps,
-        "test_sq_err": float(ev_test.metrics["sq_err"].mean()),  # in the layer's input space
-        "test_nll": float(ev_test.metrics["nll"].mean()),
+        test_key(SQ_ERR): float(ev_test.metrics[SQ_ERR].mean()),  # in the layer's input space
+        test_key(NLL): float(ev_test.metrics[NLL].mean()),
         "time_s": round(time.perf_counter() - t0, 2),
     }
     return LayerResult(jax.device_get(result.state.params), ev_train.code, ev_test.code, summary)
@@ -190,13 +190,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """
     if config.model_name != "mlp":
         raise ValueError(f"The stacked autoencoder stacks MLP layers; got model_name={config.model_name!r}.")
-    workdir, mesh, train, test = train_lib.setup_run(config, workdir)
+    workdir, mesh, train, test = build.setup_run(config, workdir)
 
     def write_config(step: int) -> None:  # once the first layer's state is restored or initialised
         del step
-        if jax.process_index() == 0:
-            with open(os.path.join(workdir, "config.json"), "w") as f:
-                f.write(config.to_json_best_effort(indent=2))
+        build.write_config(config, workdir)
 
     t0 = time.perf_counter()
     layers, codes = [], (train, test)
@@ -212,7 +210,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     output = deep.apply({"params": params}, jnp.asarray(test.x)).decoder_output
     stacked_err = squared_error(get_likelihood(config.likelihood).mean(output), jnp.asarray(test.x))
 
-    finetune = train_lib.train_and_evaluate(config, os.path.join(workdir, "finetune"), init_params=params)
+    finetune = default_job.train_and_evaluate(config, os.path.join(workdir, "finetune"), init_params=params)
     results = {
         "dataset": config.dataset,
         "widths": [int(np.prod(train.x.shape[1:])), *widths(config)],
@@ -220,8 +218,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         "pretrain_time_s": round(pretrain_time, 2),
         "stacked_before_finetune_test_sq_err": float(stacked_err.mean()),
         "num_steps": finetune["num_steps"],
-        "test_sq_err": finetune["test_sq_err"],
-        "test_nll": finetune["test_nll"],
+        test_key(SQ_ERR): finetune[test_key(SQ_ERR)],
+        test_key(NLL): finetune[test_key(NLL)],
         "train_time_s": finetune["train_time_s"],
     }
     if "pca_sq_err" in finetune:
@@ -231,15 +229,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         dirs["random init"] = os.path.join(workdir, "random_init")
         baseline_config = ml_collections.ConfigDict(config.to_dict())
         baseline_config.analysis.pca_baseline = False  # the same PCA number as the fine-tuned run's; SVD is slow
-        baseline = train_lib.train_and_evaluate(baseline_config, dirs["random init"])
-        results["random_init_test_sq_err"] = baseline["test_sq_err"]
-        results["random_init_test_nll"] = baseline["test_nll"]
+        baseline = default_job.train_and_evaluate(baseline_config, dirs["random init"])
+        results["random_init_" + test_key(SQ_ERR)] = baseline[test_key(SQ_ERR)]
+        results["random_init_" + test_key(NLL)] = baseline[test_key(NLL)]
         results["random_init_train_time_s"] = baseline["train_time_s"]
-        results["pretraining_helps"] = bool(results["test_sq_err"] < baseline["test_sq_err"])
+        results["pretraining_helps"] = bool(results[test_key(SQ_ERR)] < baseline[test_key(SQ_ERR)])
     if jax.process_index() == 0:
         layer_dirs = [os.path.join(workdir, "pretrain", f"layer_{i}") for i in range(len(layers))]
         plot_curves(layer_dirs, [r.summary for r in layers], dirs, os.path.join(workdir, "stacked_curves.png"))
         with open(os.path.join(workdir, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+SUBRUNS = {"finetune": "", "random_init": "random_init_"}  # sub-run -> its prefix in the job's results.json
+
+
+def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
+    """Re-analyses a finished stacked run without training: each sub-run (`finetune/`, `random_init/`) through
+    the default job's `reanalyse`, and the job's results.json updated with their fresh test metrics. A
+    sub-run's own workdir (its config.json also names this job) is re-analysed like a run of the default job.
+
+    Raises:
+      FileNotFoundError: if neither the workdir nor a sub-run holds checkpoints.
+    """
+    workdir = os.path.abspath(workdir)
+    if os.path.isdir(os.path.join(workdir, "checkpoints")):  # a sub-run
+        return default_job.reanalyse(workdir, reports=reports)
+    found = [name for name in SUBRUNS if os.path.isdir(os.path.join(workdir, name, "checkpoints"))]
+    if not found:
+        raise FileNotFoundError(f"{workdir} holds no stacked sub-run ({', '.join(SUBRUNS)}) with checkpoints.")
+    path = os.path.join(workdir, "results.json")
+    results = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+    for name in found:
+        sub = default_job.reanalyse(os.path.join(workdir, name), reports=reports)
+        results.update({SUBRUNS[name] + k: v for k, v in sub.items() if k.startswith(test_key(""))})
+    if "random_init" in found:
+        results["pretraining_helps"] = bool(results[test_key(SQ_ERR)] < results["random_init_" + test_key(SQ_ERR)])
+    if jax.process_index() == 0:
+        with open(path, "w") as f:
             json.dump(results, f, indent=2)
     return results
 
@@ -258,7 +289,7 @@ def plot_curves(layer_dirs: list[str], summaries: list[dict], finetune_dirs: dic
     for ax, d, s in zip(axes[0], layer_dirs, summaries, strict=False):
         rows = read_metrics(d)
         _curve(ax, rows, "loss", "train loss")
-        _curve(ax, rows, "eval/nll", "test NLL", marker="o", ms=3)
+        _curve(ax, rows, eval_key(NLL), "test NLL", marker="o", ms=3)
         ax.set_title(
             f"pretrain layer {s['layer']}: {s['input_dim']}->{s['code_dim']} ({s['likelihood']})", fontsize=9
         )
@@ -266,7 +297,7 @@ def plot_curves(layer_dirs: list[str], summaries: list[dict], finetune_dirs: dic
     for (name, d), color in zip(finetune_dirs.items(), ("C0", "C3"), strict=False):
         rows = read_metrics(d)
         _curve(ax, rows, "loss", f"{name}, train", color=color)
-        _curve(ax, rows, "eval/nll", f"{name}, test", color=color, ls="--", marker="o", ms=3)
+        _curve(ax, rows, eval_key(NLL), f"{name}, test", color=color, ls="--", marker="o", ms=3)
     ax.set_title("end-to-end fine-tuning", fontsize=9)
     for ax in axes[0]:
         ax.set_xlabel("step")
@@ -277,3 +308,6 @@ def plot_curves(layer_dirs: list[str], summaries: list[dict], finetune_dirs: dic
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+JOB = JOBS.register("stacked")(Job(train_and_evaluate, reanalyse))

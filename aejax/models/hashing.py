@@ -24,6 +24,9 @@ from aejax.models.base import AutoencoderOutput
 from aejax.models.mlp import MLPAutoencoder
 
 ESTIMATORS = ("noise", "straight_through")
+# Names of the extras of `AutoencoderOutput` this model returns (reports read them by these constants).
+CODE_LOGITS = "code_logits"  # [B, b] the pre-binarisation logits a
+CODE_PROBS = "code_probs"  # [B, b] sigmoid(a), the real-valued code
 NOISE_STREAM = "dropout"  # the rng stream that `objectives.autoencoder.apply_train` provides in training
 
 
@@ -91,5 +94,5 @@ class HashingAutoencoder(MLPAutoencoder):
         extras={"code_logits": [B, b], "code_probs": [B, b]})."""
         logits = self.code_logits(x, train=train)
         z = self.binarise(logits, train=train)
-        extras = {"code_logits": logits, "code_probs": nn.sigmoid(logits)}
+        extras = {CODE_LOGITS: logits, CODE_PROBS: nn.sigmoid(logits)}
         return AutoencoderOutput(decoder_output=self.decode(z, train=train), code=z, input=x, extras=extras)

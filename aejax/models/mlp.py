@@ -18,6 +18,25 @@ from aejax.models.base import AbstractAutoencoder
 ACTIVATIONS = ("relu", "gelu", "elu", "sigmoid", "tanh", "softplus", "linear")
 
 
+# Parameter names other modules read (flax names the i-th entry of the `encoder` list "encoder_i").
+def encoder_layer(i: int) -> str:
+    """ "encoder_i": the Dense layer i of the encoder (i = 0 is next to the input)."""
+    return f"encoder_{i}"
+
+
+def decoder_layer(i: int) -> str:
+    """ "decoder_i": the Dense layer i of an untied decoder (i = 0 is next to the code)."""
+    return f"decoder_{i}"
+
+
+def decoder_bias(i: int) -> str:
+    """ "decoder_bias_i": the bias of decoder layer i of a tied model."""
+    return f"decoder_bias_{i}"
+
+
+FIRST_ENCODER = encoder_layer(0)  # its kernel [D, d_1] holds the first layer's filters
+
+
 def activation_fn(name: str):
     """Returns the elementwise function for an activation name.
 
@@ -69,7 +88,7 @@ class MLPAutoencoder(AbstractAutoencoder):
         out_dims = dims[-2::-1]  # decoder widths: mirror of the encoder, ending at D
         if self.tied:
             self.decoder_bias = [
-                self.param(f"decoder_bias_{i}", nn.initializers.zeros, (d,)) for i, d in enumerate(out_dims)
+                self.param(decoder_bias(i), nn.initializers.zeros, (d,)) for i, d in enumerate(out_dims)
             ]
         else:
             self.decoder = [nn.Dense(d) for d in out_dims]

@@ -19,6 +19,8 @@ import numpy as np
 from aejax.models import MODELS
 from aejax.models.base import AbstractAutoencoder
 
+DICTIONARY = "dictionary"  # the parameter D [n, K], read by the PSD objective and the filters report
+
 
 def unit_columns(D: jax.Array, eps: float = 1e-12) -> jax.Array:
     """D [n, K] with every column scaled to unit Euclidean norm (a zero column stays zero).
@@ -55,7 +57,7 @@ class PSDAutoencoder(AbstractAutoencoder):
         n = int(np.prod(self.input_shape))
         self.encoder = nn.Dense(self.code_dim)
         self.gain = self.param("gain", nn.initializers.constant(self.gain_init), (self.code_dim,))
-        self.dictionary = self.param("dictionary", unit_column_init, (n, self.code_dim))
+        self.dictionary = self.param(DICTIONARY, unit_column_init, (n, self.code_dim))
 
     def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         """Predicted sparse code f(x) = g * tanh(W x + b).

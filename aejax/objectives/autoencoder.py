@@ -18,8 +18,7 @@ from aejax import corruptions, regularizers
 from aejax.data.batch import Batch
 from aejax.likelihoods import Likelihood, squared_error
 from aejax.models.base import AbstractAutoencoder
-from aejax.objectives import OBJECTIVES, Objective
-from aejax.train_step import EvalOutput
+from aejax.objectives import NLL, OBJECTIVES, SQ_ERR, EvalOutput, Objective
 
 # corrupt(rng, x) -> (x_tilde, weights or None): weights reweight the NLL per component (emphasized DAE).
 CorruptFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array | None]]
@@ -36,16 +35,17 @@ def bind_model_state(model: AbstractAutoencoder, model_state) -> Callable[..., A
     return apply_fn
 
 
-def apply_train(model: AbstractAutoencoder, params, model_state, x: jax.Array, rng: jax.Array):
+def apply_train(model: AbstractAutoencoder, params, model_state, x: jax.Array, rng: jax.Array, **kwargs):
     """The forward pass in training mode: (AutoencoderOutput, updated model_state).
 
     Dropout draws from `rng`; the mutable collections of `model_state` (BatchNorm statistics) are updated from
-    the batch. With no such collections the state comes back unchanged.
+    the batch. With no such collections the state comes back unchanged. `kwargs` go to the model's `__call__`
+    (e.g. `mask=` of a sequence model).
     """
     variables = {"params": params, **model_state}
     if not model_state:
-        return model.apply(variables, x, train=True, rngs={"dropout": rng}), model_state
-    return model.apply(variables, x, train=True, rngs={"dropout": rng}, mutable=list(model_state))
+        return model.apply(variables, x, train=True, rngs={"dropout": rng}, **kwargs), model_state
+    return model.apply(variables, x, train=True, rngs={"dropout": rng}, mutable=list(model_state), **kwargs)
 
 
 def make_loss_fn(
@@ -95,8 +95,8 @@ def make_eval_fn(model: AbstractAutoencoder, likelihood: Likelihood):
         outputs = model.apply({"params": params, **model_state}, batch.x)
         recon = likelihood.mean(outputs.decoder_output)
         metrics = {
-            "sq_err": squared_error(recon, batch.x),
-            "nll": likelihood.nll(outputs.decoder_output, batch.x),
+            SQ_ERR: squared_error(recon, batch.x),
+            NLL: likelihood.nll(outputs.decoder_output, batch.x),
         }
         return EvalOutput(metrics=metrics, code=outputs.code)
 

@@ -24,8 +24,17 @@ import optax
 from aejax.data.batch import Batch
 from aejax.likelihoods import Likelihood, squared_error
 from aejax.models.vae import AbstractVAE
-from aejax.objectives import OBJECTIVES, Objective
-from aejax.train_step import EvalOutput
+from aejax.objectives import (
+    ELBO,
+    IWAE,
+    KL,
+    OBJECTIVES,
+    RECON_NLL,
+    SQ_ERR,
+    EvalOutput,
+    Objective,
+    refuse_unsupported,
+)
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -138,11 +147,11 @@ def make_eval_fn(model: AbstractVAE, likelihood: Likelihood, *, eval_samples: in
         kl = gaussian_kl(mu, logvar)
         recon = likelihood.mean(model.apply(variables, mu, method="decode"))
         metrics = {
-            "elbo": mean_log_px - kl,
-            "recon_nll": -mean_log_px,
-            "kl": kl,
-            "iwae": iwae,
-            "sq_err": squared_error(recon, batch.x),
+            ELBO: mean_log_px - kl,
+            RECON_NLL: -mean_log_px,
+            KL: kl,
+            IWAE: iwae,
+            SQ_ERR: squared_error(recon, batch.x),
         }
         return EvalOutput(metrics=metrics, code=mu)
 
@@ -171,8 +180,10 @@ def from_config(config: ml_collections.ConfigDict, model: AbstractVAE, likelihoo
 
     Raises:
       ValueError: for a model that is not a VAE, a likelihood that does not fit its decoder, train_samples < 1
-        or an eval_chunk that does not divide eval_samples.
+        or an eval_chunk that does not divide eval_samples; for config.regularizers or a corruption, which the
+        ELBO does not apply (`objectives.refuse_unsupported`).
     """
+    refuse_unsupported(config, "elbo")
     check_model(model, likelihood)
     cfg = config.vae
     if cfg.train_samples < 1:

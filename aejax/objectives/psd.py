@@ -26,9 +26,18 @@ import ml_collections
 from aejax import sparse_coding
 from aejax.data.batch import Batch
 from aejax.likelihoods import Likelihood, squared_error
-from aejax.models.psd import unit_columns
-from aejax.objectives import OBJECTIVES, Objective
-from aejax.train_step import EvalOutput
+from aejax.models.psd import DICTIONARY, unit_columns
+from aejax.objectives import (
+    ACTIVE,
+    CODE_SQ_NORM,
+    ENERGY,
+    OBJECTIVES,
+    PRED_SQ_ERR,
+    SQ_ERR,
+    EvalOutput,
+    Objective,
+    refuse_unsupported,
+)
 
 
 def energy(x: jax.Array, D: jax.Array, h: jax.Array, f: jax.Array, *, lam: float, gamma: float) -> dict:
@@ -86,7 +95,7 @@ def infer_codes(
 
 def project(params):
     """Params with the dictionary's columns rescaled to unit norm (applied after every update)."""
-    return {**params, "dictionary": unit_columns(params["dictionary"])}
+    return {**params, DICTIONARY: unit_columns(params[DICTIONARY])}
 
 
 @OBJECTIVES.register("psd")
@@ -102,8 +111,10 @@ def from_config(config: ml_collections.ConfigDict, model, likelihood: Likelihood
     non-zero entries of h*).
 
     Raises:
-      ValueError: if lam or gamma is negative or a number of FISTA steps is not positive.
+      ValueError: if lam or gamma is negative or a number of FISTA steps is not positive; for config.regularizers
+        or a corruption, which PSD does not apply (`objectives.refuse_unsupported`).
     """
+    refuse_unsupported(config, "psd")
     del likelihood  # the energy is the PSD energy, whatever the decoder likelihood
     cfg = config.psd
     lam, gamma = float(cfg.lam), float(cfg.gamma)
@@ -113,13 +124,13 @@ def from_config(config: ml_collections.ConfigDict, model, likelihood: Likelihood
     def codes(params, x, num_steps):
         f = model.apply({"params": params}, x, method="encode")  # [B, K]
         x_flat = x.reshape(x.shape[0], -1)  # [B, n]
-        h = infer_codes(x_flat, params["dictionary"], f, lam=lam, gamma=gamma, num_steps=num_steps)
+        h = infer_codes(x_flat, params[DICTIONARY], f, lam=lam, gamma=gamma, num_steps=num_steps)
         return x_flat, f, h
 
     def loss_fn(params, model_state, batch: Batch, rng: jax.Array, step: jax.Array):
         del rng, step
         x, f, h = codes(params, batch.x, cfg.fista_steps)
-        terms = energy(x, params["dictionary"], h, f, lam=lam, gamma=gamma)
+        terms = energy(x, params[DICTIONARY], h, f, lam=lam, gamma=gamma)
         metrics = {f"loss/{k}": v.mean() for k, v in terms.items() if k != "total"}
         metrics["psd/active"] = jnp.mean(h != 0)
         metrics["psd/rel_pred_err"] = jnp.sum(jnp.square(f - h)) / jnp.maximum(jnp.sum(jnp.square(h)), 1e-12)
@@ -130,11 +141,11 @@ def from_config(config: ml_collections.ConfigDict, model, likelihood: Likelihood
         x, f, h = codes(params, batch.x, cfg.eval_fista_steps)
         recon = model.apply({"params": params}, f, method="decode")
         metrics = {
-            "sq_err": squared_error(recon, batch.x),
-            "energy": energy(x, params["dictionary"], h, f, lam=lam, gamma=gamma)["total"],
-            "pred_sq_err": jnp.sum(jnp.square(f - h), axis=-1),
-            "code_sq_norm": jnp.sum(jnp.square(h), axis=-1),
-            "active": jnp.mean(h != 0, axis=-1),
+            SQ_ERR: squared_error(recon, batch.x),
+            ENERGY: energy(x, params[DICTIONARY], h, f, lam=lam, gamma=gamma)["total"],
+            PRED_SQ_ERR: jnp.sum(jnp.square(f - h), axis=-1),
+            CODE_SQ_NORM: jnp.sum(jnp.square(h), axis=-1),
+            ACTIVE: jnp.mean(h != 0, axis=-1),
         }
         return EvalOutput(metrics=metrics, code=f)
 

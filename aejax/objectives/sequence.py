@@ -14,8 +14,8 @@ import ml_collections
 from aejax.data.batch import Batch
 from aejax.likelihoods import Likelihood
 from aejax.models.base import AbstractAutoencoder
-from aejax.objectives import OBJECTIVES, Objective
-from aejax.train_step import EvalOutput
+from aejax.objectives import MSE, NLL, OBJECTIVES, SQ_ERR, EvalOutput, Objective, refuse_unsupported
+from aejax.objectives.autoencoder import apply_train
 
 
 def masked_terms(
@@ -35,9 +35,9 @@ def masked_terms(
     sq = jnp.square(likelihood.mean(output) - x) * weights
     sq_err = sq.reshape(len(x), -1).sum(axis=1)
     return {
-        "nll": likelihood.nll(output, x, weights),
-        "sq_err": sq_err,
-        "mse": sq_err / weights.reshape(len(x), -1).sum(axis=1),
+        NLL: likelihood.nll(output, x, weights),
+        SQ_ERR: sq_err,
+        MSE: sq_err / weights.reshape(len(x), -1).sum(axis=1),
     }
 
 
@@ -47,14 +47,10 @@ def make_loss_fn(model: AbstractAutoencoder, likelihood: Likelihood):
 
     def loss_fn(params, model_state, batch: Batch, rng: jax.Array, step: jax.Array):
         del step
-        variables, kw = {"params": params, **model_state}, dict(mask=batch.mask, train=True, rngs={"dropout": rng})
-        if model_state:  # mutable collections (BatchNorm statistics) are updated from the batch
-            outputs, model_state = model.apply(variables, batch.x, mutable=list(model_state), **kw)
-        else:
-            outputs = model.apply(variables, batch.x, **kw)
+        outputs, new_state = apply_train(model, params, model_state, batch.x, rng, mask=batch.mask)
         terms = masked_terms(likelihood, outputs.decoder_output, batch.x, batch.mask)
-        nll = terms["nll"].mean()
-        return nll, ({"loss/nll": nll, "loss/mse": terms["mse"].mean()}, model_state)
+        nll = terms[NLL].mean()
+        return nll, ({"loss/nll": nll, "loss/mse": terms[MSE].mean()}, new_state)
 
     return loss_fn
 
@@ -76,6 +72,10 @@ def make_eval_fn(model: AbstractAutoencoder, likelihood: Likelihood):
 def from_config(
     config: ml_collections.ConfigDict, model: AbstractAutoencoder, likelihood: Likelihood
 ) -> Objective:
-    """The masked sequence objective (no corruption or penalties)."""
-    del config
+    """The masked sequence objective (no corruption or penalties).
+
+    Raises:
+      ValueError: if the config sets regularizers or a corruption (`objectives.refuse_unsupported`).
+    """
+    refuse_unsupported(config, "sequence")
     return Objective(make_loss_fn(model, likelihood), make_eval_fn(model, likelihood))

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from aejax.models.base import AutoencoderOutput
+from aejax.models.mlp import FIRST_ENCODER, encoder_layer
 from aejax.regularizers.registry import register
 
 EXACT_METHODS = ("auto", "jacfwd", "jacrev")
@@ -180,12 +181,12 @@ def contractive(
         raise ValueError(f"Unknown contractive method {method!r}. Known: {', '.join(METHODS)}.")
     if method == "closed_form":
         del apply_fn, batch, rng
-        if "encoder_1" in params or "encoder_0" not in params:
+        if encoder_layer(1) in params or FIRST_ENCODER not in params:
             raise ValueError(
                 "contractive method='closed_form' needs a one-layer encoder (params 'encoder_0' "
                 f"only); got params {sorted(params)}. Use method='auto' for deeper encoders."
             )
-        return jnp.mean(sigmoid_layer_closed_form(outputs.code, params["encoder_0"]["kernel"]))
+        return jnp.mean(sigmoid_layer_closed_form(outputs.code, params[FIRST_ENCODER]["kernel"]))
 
     def encode(x: jax.Array) -> jax.Array:
         return apply_fn({"params": params}, x, method="encode")

@@ -34,6 +34,7 @@ from aejax import plots  # noqa: E402
 from aejax.analysis import anomaly  # noqa: E402
 from aejax.analysis.reports import REPORTS, RunContext  # noqa: E402
 from aejax.data import classes  # noqa: E402
+from aejax.objectives import ELBO, IWAE, SQ_ERR  # noqa: E402
 
 NUM_IMAGES = 10
 
@@ -41,14 +42,14 @@ NUM_IMAGES = 10
 def model_scores(ctx: RunContext) -> dict[str, np.ndarray]:
     """{score name: [N] scores of the test split} that the run's evaluation provides (see the module doc)."""
     m, out = ctx.eval.metrics, {}
-    if "sq_err" in m:
-        out["reconstruction_error"] = np.asarray(m["sq_err"], np.float64)
+    if SQ_ERR in m:
+        out["reconstruction_error"] = np.asarray(m[SQ_ERR], np.float64)
         if ctx.config.corruption.name != "none":
             out["dae_score"] = np.sqrt(out["reconstruction_error"])
-    if "elbo" in m:
-        out["neg_elbo"] = -np.asarray(m["elbo"], np.float64)
-    if "iwae" in m:
-        out["neg_iwae"] = -np.asarray(m["iwae"], np.float64)
+    if ELBO in m:
+        out["neg_elbo"] = -np.asarray(m[ELBO], np.float64)
+    if IWAE in m:
+        out["neg_iwae"] = -np.asarray(m[IWAE], np.float64)
     return out
 
 

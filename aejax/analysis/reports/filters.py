@@ -13,6 +13,9 @@ import numpy as np
 
 from aejax.analysis import filters
 from aejax.analysis.reports import REPORTS, RunContext
+from aejax.models.mlp import FIRST_ENCODER
+from aejax.models.psd import DICTIONARY
+from aejax.objectives import ACTIVE, CODE_SQ_NORM, PRED_SQ_ERR
 
 
 def filter_banks(params, patch_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
@@ -27,9 +30,9 @@ def filter_banks(params, patch_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
       KeyError: if params hold none of these kernels.
     """
     banks = {}
-    if "dictionary" in params:
-        banks["dictionary"] = filters.columns_as_filters(params["dictionary"], patch_shape)
-    for key in ("encoder", "encoder_0"):
+    if DICTIONARY in params:
+        banks["dictionary"] = filters.columns_as_filters(params[DICTIONARY], patch_shape)
+    for key in ("encoder", FIRST_ENCODER):  # PSD's encoder Dense, an MLP's first layer
         if key in params and "kernel" in params[key]:
             banks["encoder"] = filters.columns_as_filters(params[key]["kernel"], patch_shape)
     if not banks:
@@ -50,7 +53,7 @@ def report(ctx: RunContext) -> dict:
     filters.plot_filter_panels(panels, os.path.join(ctx.workdir, "filters.png"))
     out = {f"{name}_selectivity": score for name, score in scores.items()}
     metrics = ctx.eval.metrics
-    if "pred_sq_err" in metrics:
-        out["rel_pred_err"] = float(metrics["pred_sq_err"].sum() / max(metrics["code_sq_norm"].sum(), 1e-12))
-        out["active_fraction"] = float(metrics["active"].mean())
+    if PRED_SQ_ERR in metrics:
+        out["rel_pred_err"] = float(metrics[PRED_SQ_ERR].sum() / max(metrics[CODE_SQ_NORM].sum(), 1e-12))
+        out["active_fraction"] = float(metrics[ACTIVE].mean())
     return out

@@ -1,5 +1,6 @@
 """Report "finetune": the run's encoder plus a softmax layer fine-tuned on the labels, against the same network
-from random init with the same budget (`aejax.jobs.finetune`; Erhan et al. 2010's "does pre-training help?").
+from random init with the same budget (Erhan et al. 2010's "does pre-training help?"). Each classifier is a run of
+the registered job "finetune" (`aejax.jobs.finetune`) on this run's workdir, so the report trains nothing itself.
 
 For n in `config.analysis.finetune_labels_per_class` (default "40,all": 400 and every label of mnist5k's 4,000
 training digits, subset seed 0) and each start ("pretrained", "random"), a classifier is trained through the
@@ -19,10 +20,12 @@ import shutil
 import matplotlib
 import numpy as np
 
+from aejax import jobs
 from aejax.analysis import probe
 from aejax.analysis.reports import REPORTS, RunContext
-from aejax.jobs import finetune
+from aejax.jobs import finetune as finetune_job
 from aejax.metric_writer import read_metrics
+from aejax.objectives import ERROR, eval_key
 
 matplotlib.use("Agg")  # figures are written to files; no display
 import matplotlib.pyplot as plt  # noqa: E402
@@ -32,7 +35,7 @@ def plot_error_curves(dirs: dict[str, str], path: str) -> None:
     """Test error (logged "eval/error") against step, one line per classifier workdir."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for label, d in dirs.items():
-        pts = [(r["step"], r["eval/error"]) for r in read_metrics(d) if "eval/error" in r]
+        pts = [(r["step"], r[eval_key(ERROR)]) for r in read_metrics(d) if eval_key(ERROR) in r]
         if pts:
             steps, err = zip(*pts, strict=True)
             ax.plot(steps, 100 * np.asarray(err), marker="o", ms=3, label=label)
@@ -58,29 +61,23 @@ def report(ctx: RunContext) -> dict:
     """
     analysis = ctx.config.analysis
     labels_per_class = probe.parse_labels_per_class(analysis.get("finetune_labels_per_class", "40,all"))
-    settings = finetune.default_settings()
-    settings.num_steps = int(analysis.get("finetune_steps", settings.num_steps))
-    settings.eval_every = min(settings.eval_every, settings.num_steps)
-    settings.optimizer.warmup_steps = min(settings.optimizer.warmup_steps, settings.num_steps // 10)
-    settings.seed = int(ctx.config.seed)
-    train = ctx.train_split._replace(x=probe.fixed_train_inputs(ctx.config, ctx.train_split.x))
-    out, dirs = {"num_steps": settings.num_steps}, {}
+    job = jobs.get_job("finetune")
+    config = finetune_job.default_config()
+    config.num_train_steps = int(analysis.get("finetune_steps", config.num_train_steps))
+    config.eval_every = min(config.eval_every, config.num_train_steps)
+    config.optimizer.warmup_steps = min(config.optimizer.warmup_steps, config.num_train_steps // 10)
+    config.seed = int(ctx.config.seed)
+    config.finetune.pretrained_workdir = ctx.workdir
+    out, dirs = {"num_steps": config.num_train_steps}, {}
     for n in labels_per_class:
-        for start in finetune.INITS:
+        for start in finetune_job.INITS:
             workdir = os.path.join(ctx.workdir, "classifier", f"{start}_n{n}")
             shutil.rmtree(workdir, ignore_errors=True)  # this report's own output: retrain, never resume
-            res = finetune.finetune(
-                ctx.model,
-                ctx.variables if start == "pretrained" else None,
-                train,
-                ctx.test_split,
-                labels_per_class=n,
-                settings=settings,
-                workdir=workdir,
-            )
-            dirs[f"{start}, {res.num_labels} labels"] = workdir
-            out[f"{start}/n{n}/test_error"] = res.test_error
-            out[f"{start}/n{n}/test_xent"] = res.test_xent
-            out[f"n{n}/num_labels"] = res.num_labels
+            config.finetune.init, config.finetune.labels_per_class = start, str(n)
+            res = job.train_and_evaluate(config, workdir)
+            dirs[f"{start}, {res['num_labels']} labels"] = workdir
+            out[f"{start}/n{n}/test_error"] = res["test_error"]
+            out[f"{start}/n{n}/test_xent"] = res["test_xent"]
+            out[f"n{n}/num_labels"] = res["num_labels"]
     plot_error_curves(dirs, os.path.join(ctx.workdir, "finetune.png"))
     return out

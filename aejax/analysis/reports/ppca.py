@@ -9,6 +9,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from aejax.analysis.reports import REPORTS, RunContext
+from aejax.objectives import IWAE
 
 
 def ppca_log_lik(train_x: np.ndarray, test_x: np.ndarray, k: int) -> float:
@@ -26,6 +27,6 @@ def report(ctx: RunContext) -> dict:
     """{"ppca_log_lik": nats per test example, "iwae_gap_to_ppca": ppca_log_lik - mean test IWAE bound (when
     the objective reports "iwae")}, with K the run's code size."""
     out = {"ppca_log_lik": ppca_log_lik(ctx.train_split.x, ctx.test_split.x, ctx.eval.code.shape[1])}
-    if "iwae" in ctx.eval.metrics:
-        out["iwae_gap_to_ppca"] = out["ppca_log_lik"] - float(np.mean(ctx.eval.metrics["iwae"]))
+    if IWAE in ctx.eval.metrics:
+        out["iwae_gap_to_ppca"] = out["ppca_log_lik"] - float(np.mean(ctx.eval.metrics[IWAE]))
     return out

@@ -26,6 +26,7 @@ from sklearn.neighbors import NearestNeighbors
 from aejax.analysis import binary_codes, retrieval
 from aejax.analysis.batched import batched_apply
 from aejax.analysis.reports import REPORTS, RunContext
+from aejax.models.hashing import CODE_PROBS
 
 # timing_repeats: timings are the median of interleaved repeats (machines are shared, timings noisy).
 DEFAULTS = dict(
@@ -36,11 +37,11 @@ SHOW_QUERIES, SHOW_NEIGHBOURS = 5, 10
 
 def model_codes(ctx: RunContext, x: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
     """(code [N, K], real-valued code [N, K]) of the model at evaluation: the bits and sigmoid(logits) for a
-    hashing model (outputs.extras["code_probs"]), the code twice otherwise."""
+    hashing model (outputs.extras[CODE_PROBS]), the code twice otherwise."""
 
     def codes(xb, variables):
         out = ctx.model.apply(variables, xb)
-        return out.code, out.extras.get("code_probs", out.code)
+        return out.code, out.extras.get(CODE_PROBS, out.code)
 
     return batched_apply(codes, x, ctx.variables, batch_size=batch_size)
 

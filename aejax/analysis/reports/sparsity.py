@@ -15,6 +15,7 @@ import numpy as np
 
 from aejax.analysis import regularization
 from aejax.analysis.reports import REPORTS, RunContext
+from aejax.models.mlp import FIRST_ENCODER
 
 MAX_FILTERS = 100
 
@@ -79,7 +80,7 @@ def report(ctx: RunContext) -> dict:
     penalties = ", ".join(ctx.config.regularizers.keys()) or "no penalty"
     plot_histograms({penalties: stats}, os.path.join(ctx.workdir, "sparsity_histogram.png"), rho=rho)
     if ctx.test_split.kind == "image":  # a vector's or series' filters are not pictures
-        kernel = np.asarray(ctx.params["encoder_0"]["kernel"])  # [D, K]: the filters of the first layer
+        kernel = np.asarray(ctx.params[FIRST_ENCODER]["kernel"])  # [D, K]: the filters of the first layer
         plot_filters(
             kernel,
             tuple(ctx.test_split.x.shape[1:]),

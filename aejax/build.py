@@ -1,0 +1,187 @@
+"""One place assembles a run: config -> data (transforms applied), loader, model, likelihood, objective, optimizer,
+loop settings and the init function, plus the checks of a workdir's stored config.
+
+The default job (`aejax.train`), every registered job (`aejax.jobs`), `aejax.runs.load_run` and the analyses
+that train (`aejax.analysis.score`) build through these functions, so a run reads the same way top to bottom
+whichever job launched it.
+
+    workdir, mesh, train_split, test_split = build.setup_run(config, workdir)
+    b = build.build(config, train_split)               # model, likelihood, objective, tx, settings, loader
+    init_fn = build.make_init_fn(b.model, b.tx, train_split.x.shape[1:], mesh, jax.random.key(config.seed))
+"""
+
+import functools
+import json
+import os
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from aejax import checkpoint, loop, objectives, optim, sharding
+from aejax import train_step as ts
+from aejax.data import classes, datasets, pipeline, transforms
+from aejax.likelihoods import Likelihood, get_likelihood
+from aejax.models import AbstractAutoencoder, get_model
+
+
+def load_data(config: ml_collections.ConfigDict) -> tuple[datasets.Split, datasets.Split]:
+    """The train and test splits of `config.dataset`, with the config's transforms applied (a training split
+    under dynamic binarisation stays grey; the loader samples it every step). `config.train_classes` ("" all,
+    "3", "1,7") keeps only those classes of the train split; the test split is whole (`aejax.data.classes`).
+
+    Raises:
+      KeyError / FileNotFoundError / ValueError: for a dataset that is unknown, missing or unreadable, bad
+        transforms (see `datasets.load_split`, `transforms.Transforms.from_config`), or a train class that is
+        not in the data.
+    """
+    t = transforms.Transforms.from_config(config.get("transforms"))
+    load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
+    train_split = datasets.load_split(config.dataset, "train", **load)
+    # .get: runs saved before the field existed trained on every class.
+    train_split = classes.select_classes(train_split, classes.parse_classes(config.get("train_classes", "")))
+    test_split = datasets.load_split(config.dataset, "test", **load)
+    return transforms.apply_splits(train_split, test_split, t)  # z-normalisation statistics from train_split
+
+
+def setup_run(config: ml_collections.ConfigDict, workdir: str):
+    """The workdir (absolute, created), the mesh and the data of a run, failing early on bad input.
+
+    Returns:
+      (absolute workdir, mesh, train Split, test Split).
+
+    Raises:
+      ValueError: if the batch size does not divide over the devices; KeyError / FileNotFoundError for a
+        dataset that is unknown or missing (see `datasets.load_split`).
+    """
+    workdir = os.path.abspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size(config.batch_size, mesh)
+    train_split, test_split = load_data(config)
+    return workdir, mesh, train_split, test_split
+
+
+def make_loader(config, split: datasets.Split, *, seed: int) -> pipeline.InMemoryLoader:
+    """The training loader of a split: seeded per-epoch order, this host's rows, dynamic binarisation if set."""
+    t = transforms.Transforms.from_config(config.get("transforms"))
+    return pipeline.InMemoryLoader(
+        split.x,
+        split.labels,
+        global_batch_size=config.batch_size,
+        seed=seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+        transform=transforms.dynamic_binarizer(t, seed, jax.process_index()),
+        mask=split.mask,
+    )
+
+
+def make_init_fn(model: AbstractAutoencoder, tx, input_shape, mesh, rng: jax.Array, init_params=None):
+    """() -> a fresh TrainState on the mesh: the model's variables from split(rng)[0], the state's base key
+    split(rng)[1] ("params" replaced by `init_params` when given; other collections such as "batch_stats"
+    from the init).
+
+    Raises:
+      ValueError: if `init_params` does not have the model's parameter shapes.
+    """
+    init_rng, state_rng = jax.random.split(rng)
+
+    def init(params):
+        variables = model.init(init_rng, jnp.zeros((1, *input_shape), jnp.float32))
+        model_state = {k: v for k, v in variables.items() if k != "params"}
+        return ts.init_state(variables["params"] if params is None else params, tx, state_rng, model_state)
+
+    if init_params is not None:
+        want = checkpoint.leaf_shapes(jax.eval_shape(lambda: init(None).params))
+        got = checkpoint.leaf_shapes(jax.tree.map(jnp.asarray, init_params))
+        if got != want:
+            diff = "; ".join(checkpoint.describe_difference(got, want)[:6])
+            raise ValueError(f"init_params do not match the model's parameters: {diff}.")
+    # init_params is an argument, not a closed-over constant, so large kernels are not baked into the program.
+    return functools.partial(jax.jit(init, out_shardings=sharding.replicated(mesh)), init_params)
+
+
+class Built(NamedTuple):
+    """What a config builds: the pieces of a run, before any training."""
+
+    model: AbstractAutoencoder
+    likelihood: Likelihood
+    objective: objectives.Objective
+    tx: Any
+    settings: loop.LoopSettings
+    loader: pipeline.InMemoryLoader
+
+
+def build(config: ml_collections.ConfigDict, train_split: datasets.Split) -> Built:
+    """Model, likelihood, objective, optimizer, loop settings and loader of `config`.
+
+    Raises:
+      KeyError: for unknown model, likelihood, objective, corruption, regularizer or optimizer names.
+      ValueError: for bad step counts, intervals or optimizer hyperparameters (naming the config field), or an
+        option the objective cannot honour (e.g. a regularizer under "elbo").
+    """
+    loader = make_loader(config, train_split, seed=config.seed)
+    settings = loop.LoopSettings.from_config(config, loader.steps_per_epoch)
+    model = get_model(config.model_name, input_shape=tuple(train_split.x.shape[1:]), **config.model)
+    likelihood = get_likelihood(config.likelihood)
+    objective = objectives.from_config(config, model, likelihood)
+    tx = optim.make_optimizer(config.optimizer, settings.num_steps)
+    return Built(model, likelihood, objective, tx, settings, loader)
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """["model.code_dim: 8 -> 16", ...]: the fields whose values differ between two config dicts."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<missing>"), new.get(key, "<missing>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, f"{prefix}{key}.")
+        elif json.dumps(a, default=str) != json.dumps(b, default=str):
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out
+
+
+def stored_config(workdir: str) -> dict | None:
+    """The config.json of a workdir as a dict, or None."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+    """Writes `<workdir>/config.json` (process 0 only; the other processes share the file system or not)."""
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json_best_effort(indent=2))
+
+
+def record_config(config: ml_collections.ConfigDict, workdir: str, before: dict | None) -> Callable[[int], None]:
+    """The loop's `on_start`: once the state is restored or initialised, print the config fields that changed
+    since `before` (the workdir's config.json before this launch) when resuming, then write config.json; a
+    launch that fails before its first step leaves the workdir's record alone."""
+
+    def on_start(start: int) -> None:
+        if start and before is not None:
+            changed = config_differences(before, json.loads(config.to_json_best_effort()))
+            if changed and jax.process_index() == 0:
+                print(f"Resuming with changed config fields: {'; '.join(changed)}")
+        write_config(config, workdir)
+
+    return on_start
+
+
+def incompatible_config_error(
+    error: checkpoint.IncompatibleCheckpointError, config: ml_collections.ConfigDict, before: dict | None
+) -> ValueError:
+    """The ValueError to raise when a workdir's checkpoint holds another state structure than `config` builds:
+    the checkpoint's message plus the config fields that differ from the workdir's config.json `before`."""
+    changed = config_differences(before or {}, json.loads(config.to_json_best_effort()))
+    return ValueError(
+        f"{error}\nThe config differs from the run's config.json in: {'; '.join(changed) or '(no field)'}. "
+        "Use another --workdir for a different model, or relaunch with the run's own config."
+    )
