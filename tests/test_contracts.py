@@ -30,7 +30,7 @@ from aejax.likelihoods import get_likelihood
 from aejax.models import MODELS, get_model
 from aejax.objectives import OBJECTIVES
 from configs import finetune as finetune_config
-from configs import mnist_ae, psd, score_dae, seq2seq, stacked, vae
+from configs import mnist_ae, psd, sae, score_dae, seq2seq, stacked, vae
 
 B = 8  # batch rows: a multiple of the conftest's 4 devices
 RTOL = ATOL = 1e-4  # jit vs eager: XLA may fuse float32 arithmetic differently; these nets are O(1) deep
@@ -46,6 +46,11 @@ MODELS_TINY = {
     "psd": ((4, 4, 1), dict(code_dim=6)),
     "seq2seq": (SEQUENCE_SHAPE, dict(hidden=4, code_dim=3)),
     "conv1d": (SEQUENCE_SHAPE, dict(features=(4,), kernel_size=3, code_dim=3)),
+    "topk": ((8, 8, 1), dict(n_latents=16, k=4, aux_k=4)),
+    "batchtopk": ((8, 8, 1), dict(n_latents=16, k=4, aux_k=4)),
+    "jumprelu": ((8, 8, 1), dict(n_latents=16)),
+    "gated": ((8, 8, 1), dict(n_latents=16)),
+    "relu_l1": ((8, 8, 1), dict(n_latents=16)),
 }
 
 
@@ -104,6 +109,7 @@ def _objective_setting(name):
         "elbo": (vae.get_config("runlocal"), "vae"),
         "psd": (psd.get_config("runlocal"), "psd"),
         "sequence": (seq2seq.get_config("runlocal,conv1d"), "conv1d"),  # the recurrent one: test_every_model
+        "sae": (sae.get_config("runlocal"), "topk"),
     }
     config, model_name = table.get(name, (mnist_ae.get_config("runlocal"), "mlp"))
     config = ml_collections.ConfigDict(config.to_dict())  # unlocked copy
@@ -274,7 +280,7 @@ def test_every_job(name, data_dir, tiny_runs):
 
 
 # Report name -> the tiny run it reads: "vae" for reports of a VAE's posterior; anything else the "train" run.
-REPORT_RUNS = {"active_units": "vae", "vae_figures": "vae"}
+REPORT_RUNS = {"active_units": "vae", "vae_figures": "vae", "sae": "sae"}
 REPORT_ANALYSIS = dict(
     probe_labels_per_class="2",
     probe_seeds=1,
@@ -316,7 +322,10 @@ def contexts(data_dir, tiny_runs, tmp_path_factory):
 
     def get(kind):
         if kind not in cache:
-            if kind == "vae":
+            if kind == "sae":
+                config = _digits(sae.get_config("runlocal"), data_dir)
+                cache[kind] = _context(config.lock(), str(tmp_path_factory.mktemp("sae")))
+            elif kind == "vae":
                 config = _digits(vae.get_config("runlocal"), data_dir)
                 config.model = ml_collections.ConfigDict(dict(hidden=(16,), code_dim=2))
                 config.vae.eval_samples, config.vae.eval_chunk = 4, 4

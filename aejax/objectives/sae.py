@@ -19,11 +19,10 @@ import ml_collections
 
 from aejax.data.batch import Batch
 from aejax.models.sae_base import STATE, AbstractSparseAutoencoder, unit_rows
-from aejax.objectives import OBJECTIVES, Objective
+from aejax.objectives import OBJECTIVES, SQ_ERR, EvalOutput, Objective
 from aejax.objectives.autoencoder import apply_train
-from aejax.train_step import EvalOutput
 
-SQ_ERR, X_SQ_NORM, L0, COS_SIM, SHRINKAGE = "sq_err", "x_sq_norm", "l0", "cos_sim", "shrinkage"
+X_SQ_NORM, L0, COS_SIM, SHRINKAGE = "x_sq_norm", "l0", "cos_sim", "shrinkage"
 NUM_DEAD = "sae/num_dead"  # training metric: latents without activation in the last `dead_after` examples
 
 
