@@ -151,7 +151,7 @@ def make_train_step(
 # Primitives that a backend runs far slower inside a while loop (the `lax.scan` of `make_multi_step`) than in
 # straight-line code. On XLA:CPU the kernel-gradient convolution of a conv layer is canonicalised to an Eigen
 # convolution (operands transposed) in straight-line code but not inside a loop body, where it falls back to a
-# naive loop nest: a conv AE step runs 3-14x slower inside a scan (benchmarks/bench_scan_unroll.py; the HLO shows
+# naive loop nest: a conv AE step runs 3-20x slower inside a scan (benchmarks/bench_scan_unroll.py; the HLO shows
 # `dim_labels=b01f_01io->b01f` outside the loop and `f01b_i01o->01bf` inside). Dense layers, LSTM/GRU cells,
 # `lax.top_k`, max pooling and resizing were measured too and do not slow down in a scan.
 SLOW_IN_SCAN = {"cpu": frozenset({"conv_general_dilated"})}
@@ -169,8 +169,9 @@ def primitive_names(jaxpr) -> set[str]:
     return names
 
 
-def slow_in_scan(loss_fn: LossFn, tx: optax.GradientTransformation, state: TrainState, batch: Batch,
-                 platform: str) -> set[str]:  # fmt: skip
+def slow_in_scan(
+    loss_fn: LossFn, tx: optax.GradientTransformation, state: TrainState, batch: Batch, platform: str
+) -> set[str]:
     """The primitives of one update (`update_fn`) that `platform` runs slowly inside a scan (SLOW_IN_SCAN), found
     by tracing the update on `state` and `batch` (shapes only; nothing is computed).
 
