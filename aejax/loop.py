@@ -341,7 +341,7 @@ def run(
         slow = ts.slow_in_scan(objective.loss_fn, tx, state, loader.batch(start), jax.default_backend())
     k, why = resolve_steps_per_call(settings, loader, slow)
     if jax.process_index() == 0 and (k > 1 or slow):
-        tqdm.write(f"{desc}: {k} steps per jitted call ({why})")
+        tqdm.write(f"{desc}: {k} step{'s' if k > 1 else ''} per jitted call ({why})")
     if k == 1:
         train_step = ts.make_train_step(
             objective.loss_fn, tx, mesh, project=objective.project, norms_every=settings.log_every
