@@ -40,3 +40,38 @@ def check_figure(path, *, min_width: int = 200, min_height: int = 100, min_ink: 
 def assert_figure():
     """`assert_figure(path, **limits)`: see `check_figure`."""
     return check_figure
+
+
+class _TrainStepKiller:
+    """Makes the one-step train steps built from now on raise KeyboardInterrupt on their (n + 1)-th call, as if the
+    process were killed after step n; `disarm` restores the real step factory."""
+
+    def __init__(self, monkeypatch):
+        from aejax import train_step
+
+        self._monkeypatch, self._module, self._real = monkeypatch, train_step, train_step.make_train_step
+
+    def arm(self, n: int) -> None:
+        real = self._real
+
+        def dying_step_factory(*args, **kwargs):
+            step_fn, calls = real(*args, **kwargs), []
+
+            def step(state, batch):
+                calls.append(1)
+                if len(calls) > n:
+                    raise KeyboardInterrupt
+                return step_fn(state, batch)
+
+            return step
+
+        self._monkeypatch.setattr(self._module, "make_train_step", dying_step_factory)
+
+    def disarm(self) -> None:
+        self._monkeypatch.setattr(self._module, "make_train_step", self._real)
+
+
+@pytest.fixture
+def train_step_killer(monkeypatch):
+    """`train_step_killer.arm(n)`: one-step train steps die after n steps; `.disarm()` undoes it."""
+    return _TrainStepKiller(monkeypatch)

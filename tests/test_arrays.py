@@ -101,7 +101,7 @@ def _config(data: str, **overrides):
     return config
 
 
-def test_vector_arrays_train_resume_and_reanalyse(tmp_path, monkeypatch):
+def test_vector_arrays_train_resume_and_reanalyse(tmp_path, train_step_killer):
     data = tmp_path / "data"
     data.mkdir()
     (x, y), (xt, yt) = _vectors(256, 0), _vectors(64, 1)
@@ -119,25 +119,12 @@ def test_vector_arrays_train_resume_and_reanalyse(tmp_path, monkeypatch):
     want = np.square(pca.inverse_transform(pca.transform(zt)) - zt).sum(axis=1).mean()
     np.testing.assert_allclose(ref["pca_sq_err"], want, rtol=1e-4)
 
-    real = train.ts.make_train_step
-
-    def dying_step_factory(*args, **kwargs):
-        step_fn, calls = real(*args, **kwargs), []
-
-        def step(state, batch):
-            calls.append(1)
-            if len(calls) > 13:  # killed after step 13; the last checkpoint is at step 10
-                raise KeyboardInterrupt
-            return step_fn(state, batch)
-
-        return step
-
     workdir = str(tmp_path / "resumed")
-    monkeypatch.setattr(train.ts, "make_train_step", dying_step_factory)
+    train_step_killer.arm(13)  # killed after step 13; the last checkpoint is at step 10
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(_config(str(data)), workdir)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10"]
-    monkeypatch.setattr(train.ts, "make_train_step", real)
+    train_step_killer.disarm()
     resumed = train.train_and_evaluate(_config(str(data)), workdir)
     a = runs.load_run(str(tmp_path / "ref"), step=20).variables["params"]
     b = runs.load_run(workdir, step=20).variables["params"]

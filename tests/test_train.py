@@ -90,29 +90,16 @@ def test_config_typo_fails_with_suggestion(tmp_path):
     assert "num_epochs" in proc.stderr and "Did you mean" in proc.stderr
 
 
-def test_kill_and_resume_gives_the_same_parameters(tmp_path, data_dir, monkeypatch):
+def test_kill_and_resume_gives_the_same_parameters(tmp_path, data_dir, train_step_killer):
     """One step per call (K > 1 is tested in test_steps_per_call.py)."""
     ref = train.train_and_evaluate(_config(data_dir, steps_per_call=1), str(tmp_path / "ref"))
 
-    real = train.ts.make_train_step
-
-    def dying_step_factory(*args, **kwargs):
-        step_fn, calls = real(*args, **kwargs), []
-
-        def step(state, batch):
-            calls.append(1)
-            if len(calls) > 13:  # killed after step 13; the last checkpoint is at step 10
-                raise KeyboardInterrupt
-            return step_fn(state, batch)
-
-        return step
-
     workdir = str(tmp_path / "resumed")
-    monkeypatch.setattr(train.ts, "make_train_step", dying_step_factory)
+    train_step_killer.arm(13)  # killed after step 13; the last checkpoint is at step 10
     with pytest.raises(KeyboardInterrupt):
         train.train_and_evaluate(_config(data_dir, steps_per_call=1), workdir)
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["10"]
-    monkeypatch.setattr(train.ts, "make_train_step", real)
+    train_step_killer.disarm()
     resumed = train.train_and_evaluate(_config(data_dir, steps_per_call=1), workdir)
 
     a, b = _final_params(str(tmp_path / "ref"), 20), _final_params(workdir, 20)
