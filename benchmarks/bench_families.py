@@ -20,6 +20,7 @@ All rows of a round run in a fresh random order, --rounds rounds; reported: medi
 """
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -62,6 +63,14 @@ def job_of(config):
     return jobs.get_job(config.get("trainer", jobs.DEFAULT))
 
 
+def train_rate(workdir: str) -> float:
+    """The run's training examples/s: the median of its logged windows after the first (which holds
+    compilation), read from metrics.jsonl, as `loop.run` reports it in results.json."""
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rates = [r["examples_per_s"] for r in map(json.loads, f) if "examples_per_s" in r]
+    return float(np.median(rates[1:] or rates))
+
+
 def loop_row(name: str, k: int, data_dir: str | None, scale: float = 1.0):
     """() -> (examples/s, K used): one timed run of the family's job."""
     make, steps, log_every = FAMILIES[name]
@@ -83,7 +92,7 @@ def loop_row(name: str, k: int, data_dir: str | None, scale: float = 1.0):
             config.data_dir = data_dir
         with tempfile.TemporaryDirectory() as workdir:
             results = job_of(config).train_and_evaluate(config, workdir)
-        return float(results["examples_per_s"]), int(results.get("steps_per_call", k))
+            return train_rate(workdir), int(results.get("steps_per_call", -1))
 
     return run
 
@@ -141,6 +150,7 @@ def main():
     ap.add_argument("--torch", default=None, help="a Python with torch for the PyTorch eager rows")
     ap.add_argument("--data_dir", default=None)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the steps of every loop row")
+    ap.add_argument("--warmup", type=int, default=1, help="0: no untimed first pass (data already prepared)")
     args = ap.parse_args()
     names = args.only.split(",")
     rows = {}
@@ -152,7 +162,7 @@ def main():
             if args.torch:
                 rows[(name, "torch")] = torch_row(name, args.torch)
     for key, run in rows.items():  # warm-up: data preparation, caches
-        if key[1] in ("K=1", "hand", "torch"):
+        if args.warmup and key[1] in ("K=1", "hand", "torch"):
             run()
     rates = {key: [] for key in rows}
     ks = {}
