@@ -10,6 +10,7 @@ whichever job launched it.
     init_fn = build.make_init_fn(b.model, b.tx, train_split.x.shape[1:], mesh, jax.random.key(config.seed))
 """
 
+import dataclasses
 import functools
 import json
 import os
@@ -64,13 +65,16 @@ def setup_run(config: ml_collections.ConfigDict, workdir: str):
     return workdir, mesh, train_split, test_split
 
 
-def make_loader(config, split: datasets.Split, *, seed: int) -> pipeline.InMemoryLoader:
-    """The training loader of a split: seeded per-epoch order, this host's rows, dynamic binarisation if set."""
+def make_loader(
+    config, split: datasets.Split, *, seed: int, batch_size: int | None = None
+) -> pipeline.InMemoryLoader:
+    """The training loader of a split: seeded per-epoch order, this host's rows, dynamic binarisation if set;
+    global batches of `batch_size` (default config.batch_size)."""
     t = transforms.Transforms.from_config(config.get("transforms"))
     return pipeline.InMemoryLoader(
         split.x,
         split.labels,
-        global_batch_size=config.batch_size,
+        global_batch_size=config.batch_size if batch_size is None else batch_size,
         seed=seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
@@ -115,16 +119,21 @@ class Built(NamedTuple):
     loader: pipeline.InMemoryLoader
 
 
-def build(config: ml_collections.ConfigDict, train_split: datasets.Split) -> Built:
-    """Model, likelihood, objective, optimizer, loop settings and loader of `config`.
+def build(
+    config: ml_collections.ConfigDict, train_split: datasets.Split, *, batch_size: int | None = None
+) -> Built:
+    """Model, likelihood, objective, optimizer, loop settings and loader of `config`; `batch_size` overrides
+    config.batch_size (e.g. a one-class subset smaller than the configured batch).
 
     Raises:
       KeyError: for unknown model, likelihood, objective, corruption, regularizer or optimizer names.
       ValueError: for bad step counts, intervals or optimizer hyperparameters (naming the config field), or an
         option the objective cannot honour (e.g. a regularizer under "elbo").
     """
-    loader = make_loader(config, train_split, seed=config.seed)
+    loader = make_loader(config, train_split, seed=config.seed, batch_size=batch_size)
     settings = loop.LoopSettings.from_config(config, loader.steps_per_epoch)
+    if batch_size is not None:
+        settings = dataclasses.replace(settings, batch_size=batch_size)
     model = get_model(config.model_name, input_shape=tuple(train_split.x.shape[1:]), **config.model)
     likelihood = get_likelihood(config.likelihood)
     objective = objectives.from_config(config, model, likelihood)

@@ -17,7 +17,6 @@ Both write reconstructions.png, loss_curves.png, results.json; training goes thr
 (`aejax.loop.run`, checkpoints in the workdir, resumable).
 """
 
-import dataclasses
 import json
 import os
 import time
@@ -27,14 +26,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from aejax import build, checkpoint, loop, objectives, optim, plots, runs, sharding
+from aejax import build, checkpoint, loop, objectives, plots, runs, sharding
 from aejax.analysis import embedding, probe, sequence_anomaly, sequence_plots
-from aejax.data import datasets, pipeline, series, transforms
+from aejax.data import datasets, series, transforms
 from aejax.jobs import JOBS, Job
-from aejax.likelihoods import get_likelihood
 from aejax.metric_writer import read_metrics
-from aejax.models import get_model
-from aejax.objectives import from_config as objective_from_config
 
 TASKS = ("anomaly", "classes")
 # The transforms of runs saved before `config.transforms` was declared: per-feature z-normalisation.
@@ -157,25 +153,18 @@ def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str, *
     batch = min(config.batch_size, n - n % ndev)  # one-class subsets can be smaller than the batch
     if batch < 1:
         raise ValueError(f"{n} training series cannot fill a batch on {ndev} devices.")
-    loader = pipeline.InMemoryLoader(
-        data.train.x, data.train.labels, global_batch_size=batch, seed=config.seed, mask=data.train.mask
-    )
-    settings = loop.LoopSettings.from_config(config, loader.steps_per_epoch)
-    settings = dataclasses.replace(settings, batch_size=batch)
-    model = get_model(config.model_name, input_shape=tuple(data.train.x.shape[1:]), **config.model)
-    likelihood = get_likelihood(config.likelihood)
-    objective = objective_from_config(config, model, likelihood)
-    tx = optim.make_optimizer(config.optimizer, settings.num_steps)
+    b = build.build(config, data.train, batch_size=batch)
+    model, likelihood, objective, tx = b.model, b.likelihood, b.objective, b.tx
     init_fn = build.make_init_fn(model, tx, data.train.x.shape[1:], mesh, jax.random.key(config.seed))
     if write_config:
         build.write_config(config, workdir)
     result = loop.run(
-        settings=settings,
+        settings=b.settings,
         mesh=mesh,
         objective=objective,
         tx=tx,
         init_fn=init_fn,
-        loader=loader,
+        loader=b.loader,
         workdir=workdir,
         eval_data=(data.test.x, data.test.labels, data.test.mask),
         eval_seed=config.seed,
