@@ -12,7 +12,7 @@ import pkgutil
 import numpy as np
 import tensorflow_datasets as tfds
 
-from aejax.data import arrays, builders
+from aejax.data import activation_store, arrays, builders
 from aejax.data.batch import Split, mask_from_lengths
 
 _CHUNK = 1024
@@ -101,11 +101,13 @@ def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir
     Bundled names (`BUNDLED`: every module of `aejax/data/builders`) are built with their TFDS builder
     into `data_dir` as array_record (once; later calls only read). Any other name goes to the TFDS
     catalog through `tfds.data_source` (needs the dataset prepared in `data_dir`, or TensorFlow and
-    internet to prepare it). "arrays:<dir>" reads .npy / .npz arrays without a builder (`aejax.data.arrays`).
+    internet to prepare it). "arrays:<dir>" reads .npy / .npz arrays without a builder (`aejax.data.arrays`);
+    "activations:<dir>" reads a network's stored activations (`aejax.data.activation_store`).
 
     Args:
       name: dataset name, e.g. "mnist5k", "natural_patches/12x12" (bundled, with a builder config), a
-        TFDS catalog name such as "mnist", or "arrays:/abs/dir" (numpy arrays).
+        TFDS catalog name such as "mnist", "arrays:/abs/dir" (numpy arrays) or "activations:/abs/dir" (an
+        activation store: x [N, d] float32, labels -1, kind "vector").
       split: TFDS split, e.g. "train", "test", "train[:10%]".
       data_dir: TFDS data directory; None -> TFDS default (`TFDS_DATA_DIR` or
         `~/tensorflow_datasets`).
@@ -124,6 +126,8 @@ def load_split(name: str, split: str, *, data_dir: str | None = None, manual_dir
     """
     if arrays.is_arrays(name):
         return arrays.load(name, split)
+    if activation_store.is_activations(name):
+        return activation_store.load(name, split)
     if name.split("/")[0] in BUNDLED:
         return _read_all(_bundled_source(name, split, data_dir, manual_dir))
     base = name.split(":")[0].split("/")[0]  # "mnist:3.0.1", "mnist/config" -> "mnist"
