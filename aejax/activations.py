@@ -216,15 +216,27 @@ def _identity(workdir: str, config, step: int, layer: str, max_rows: int | None)
                 train_classes=config.get("train_classes", ""), max_rows=max_rows)  # fmt: skip
 
 
-def _finished(out_dir: str, identity: dict, splits: Sequence[str], dtype: str) -> dict | None:
-    """The manifest of a complete store made with these arguments (without loading the run), else None."""
+def _existing(out_dir: str, identity: dict, splits: Sequence[str], dtype: str) -> dict | None:
+    """The manifest of a store in out_dir made with these arguments if it is complete for `splits`, else None;
+    checked from config.json and the checkpoint's step alone, before the run is loaded.
+
+    Raises:
+      ValueError: if out_dir holds a store made with other arguments, naming each differing field.
+    """
     try:
         manifest = activation_store.read_manifest(out_dir)
     except FileNotFoundError:
         return None
-    source, done = manifest["source"], manifest["splits"]
-    same = all(source.get(k) == v for k, v in identity.items()) and manifest["dtype"] == dtype
-    return manifest if same and all(done.get(s, {}).get("complete", False) for s in splits) else None
+    old = {"dtype": manifest["dtype"], **{k: manifest["source"].get(k) for k in identity}}
+    if diff := [
+        f"{k}: {old[k]!r} (stored) vs {v!r}" for k, v in {"dtype": dtype, **identity}.items() if old[k] != v
+    ]:
+        raise ValueError(
+            f"{out_dir} holds another activation store ({'; '.join(diff)}). Use another directory, or delete this "
+            "one to start afresh."
+        )
+    done = manifest["splits"]
+    return manifest if all(done.get(s, {}).get("complete", False) for s in splits) else None
 
 
 def extract(workdir: str, layer: str, out_dir: str, *, splits: Sequence[str] = ("train", "test"),
@@ -252,12 +264,13 @@ def extract(workdir: str, layer: str, out_dir: str, *, splits: Sequence[str] = (
     if unknown := [s for s in splits if s not in ("train", "test")]:
         raise KeyError(f"Unknown split(s) {unknown}; a run has the splits train, test.")
     config = runs.load_config(workdir)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
-    latest = ckpt.latest_step()
-    ckpt.close()
-    if (
-        done := _finished(out_dir, _identity(workdir, config, latest, layer, max_rows), splits, dtype)
-    ) is not None:
+    latest = None  # without checkpoints load_run says what the workdir holds instead
+    if os.path.isdir(directory := os.path.join(workdir, "checkpoints")):
+        ckpt = checkpoint.Checkpointer(directory, max_to_keep=config.keep_checkpoints)
+        latest = ckpt.latest_step()
+        ckpt.close()
+    identity = _identity(workdir, config, latest, layer, max_rows)
+    if (done := _existing(out_dir, identity, splits, dtype)) is not None:
         return done
     run = runs.load_run(workdir)
     data = {"train": run.train_split, "test": run.test_split}
