@@ -22,6 +22,7 @@ re-run with the same arguments continues after the last whole shard on disk (at 
 returns at once on a complete store; a re-run with other arguments is refused, naming what differs.
 """
 
+import functools
 import os
 import subprocess
 import time
@@ -95,6 +96,7 @@ def _check_layer(shapes: dict[str, tuple], layer: str) -> tuple:
     return shapes[layer]
 
 
+@functools.lru_cache(maxsize=16)  # Flax modules hash by their fields: every split reuses one compiled capture
 def make_capture(model: nn.Module, layer: str):
     """A jitted (variables, x [B, ...], mask [B, T] or None) -> the output of submodule `layer`, [B, d] or
     [B, T, d], through `capture_intermediates` filtered to that submodule's `__call__`."""
