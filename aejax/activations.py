@@ -26,7 +26,7 @@ import functools
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -213,7 +213,16 @@ def _commit() -> str | None:
         return None
 
 
-def _identity(workdir: str, config, step: int, layer: str, max_rows: int | None) -> dict[str, Any]:
+def _row_caps(max_rows: int | Mapping[str, int | None] | None) -> dict[str, int | None]:
+    # One cap for both splits, or one per split: a test split is usually capped lower than train.
+    if isinstance(max_rows, Mapping):
+        if unknown := set(max_rows) - {"train", "test"}:
+            raise KeyError(f"max_rows names unknown split(s) {sorted(unknown)}; a run has the splits train, test.")
+        return {s: max_rows.get(s) for s in ("train", "test")}
+    return {s: max_rows for s in ("train", "test")}
+
+
+def _identity(workdir: str, config, step: int, layer: str, max_rows: dict[str, int | None]) -> dict[str, Any]:
     return dict(run=workdir, step=step, layer=layer, dataset=config.dataset,
                 train_classes=config.get("train_classes", ""), max_rows=max_rows)  # fmt: skip
 
@@ -242,13 +251,14 @@ def _existing(out_dir: str, identity: dict, splits: Sequence[str], dtype: str) -
 
 
 def extract(workdir: str, layer: str, out_dir: str, *, splits: Sequence[str] = ("train", "test"),
-            max_rows: int | None = None, batch_size: int = 256, dtype: str = "float32",
-            shard_rows: int = 65536) -> dict:  # fmt: skip
+            max_rows: int | Mapping[str, int | None] | None = None, batch_size: int = 256,
+            dtype: str = "float32", shard_rows: int = 65536) -> dict:  # fmt: skip
     """Extracts the activations of `layer` of the run in `workdir` over its `splits` into the store `out_dir`.
 
     Args:
       workdir: a finished aejax run. layer: a submodule path (see `layer_names`). out_dir: the store directory.
-      splits: of "train", "test". max_rows: cap on each split's rows, whole examples in order (None: all).
+      splits: of "train", "test". max_rows: cap on each split's rows, whole examples in order (None: all), or
+        {split: cap} for a cap per split (e.g. fewer test rows, whose codes an SAE's evaluation holds in memory).
       batch_size: examples per jitted call. dtype: on-disk dtype, "float32" or "float16". shard_rows: rows per
         shard (the work a kill can lose).
 
@@ -271,6 +281,7 @@ def extract(workdir: str, layer: str, out_dir: str, *, splits: Sequence[str] = (
         ckpt = checkpoint.Checkpointer(directory, max_to_keep=config.keep_checkpoints)
         latest = ckpt.latest_step()
         ckpt.close()
+    max_rows = _row_caps(max_rows)
     identity = _identity(workdir, config, latest, layer, max_rows)
     if (done := _existing(out_dir, identity, splits, dtype)) is not None:
         return done
@@ -286,7 +297,7 @@ def extract(workdir: str, layer: str, out_dir: str, *, splits: Sequence[str] = (
     )
     for split in splits:
         start = time.perf_counter()
-        rows = extract_split(run.model, variables, layer, data[split], writer, split, max_rows=max_rows,
+        rows = extract_split(run.model, variables, layer, data[split], writer, split, max_rows=max_rows[split],
                              batch_size=batch_size)  # fmt: skip
         tqdm.write(f"{split}: {rows} rows of {layer} in {out_dir} ({time.perf_counter() - start:.1f} s)")
     return writer.manifest

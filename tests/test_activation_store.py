@@ -287,7 +287,7 @@ def test_killed_extraction_resumes_to_the_same_store_and_other_arguments_are_ref
     _expect(ValueError, lambda: activations.extract(ae_run, "encoder_1", str(tmp_path / "res"), **kw),
             str(tmp_path / "res"), "layer: 'encoder_0' (stored) vs 'encoder_1'")  # fmt: skip
     _expect(ValueError, lambda: activations.extract(ae_run, "encoder_0", str(tmp_path / "res"), max_rows=30, **kw),
-            "max_rows: None (stored) vs 30")  # fmt: skip
+            "max_rows: {'train': None, 'test': None} (stored) vs {'train': 30, 'test': 30}")  # fmt: skip
     _expect(KeyError, lambda: activations.extract(ae_run, "encoder_7", str(tmp_path / "new"), **kw),
             "encoder_0 [64]", "decoder_2 [12]")  # fmt: skip
     with open(os.path.join(tmp_path, "ref", "manifest.json")) as f:
