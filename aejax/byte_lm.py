@@ -72,7 +72,9 @@ class ByteLM(nn.Module):
 
     def setup(self):
         self.embed = nn.Embed(VOCAB, self.d_model, embedding_init=nn.initializers.normal(0.02))
-        self.pos_embedding = self.param("pos_embedding", nn.initializers.normal(0.02), (self.context, self.d_model))
+        self.pos_embedding = self.param(
+            "pos_embedding", nn.initializers.normal(0.02), (self.context, self.d_model)
+        )
         for i in range(self.n_layers):  # attributes, so the submodules are named block_i
             setattr(self, f"block_{i}", Block(self.n_heads, self.d_mlp))
         self.ln_f = nn.LayerNorm()

@@ -8,6 +8,7 @@ sha256, the parameter count, and sample.txt (text sampled from `config.lm.prompt
     h = run.model.apply(run.variables, tokens, "block_1", method="residual")   # [B, T, d_model]
 """
 
+import functools
 import json
 import math
 import os
@@ -42,7 +43,9 @@ def load_data(config: ml_collections.ConfigDict) -> tuple[datasets.Split, datase
     load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
     train, test = (datasets.load_split(config.dataset, s, **load) for s in ("train", "test"))
     if train.kind != "text":
-        raise ValueError(f"The 'lm' job needs a text dataset (byte windows), got {config.dataset!r} ({train.kind}).")
+        raise ValueError(
+            f"The 'lm' job needs a text dataset (byte windows), got {config.dataset!r} ({train.kind})."
+        )
     if config.model.context < train.x.shape[1] - 1:
         raise ValueError(
             f"config.model.context={config.model.context} is shorter than the T - 1 = {train.x.shape[1] - 1} "
@@ -76,32 +79,33 @@ def init_fn(config, b: build.Built, window: int, mesh):
     )
 
 
-def sample(model: byte_lm.ByteLM, variables, prompt: bytes, length: int, *, temperature: float, seed: int) -> bytes:
+@functools.partial(jax.jit, static_argnames=("model", "temperature"))
+def _next_byte(model, variables, window, pos, key, temperature: float):
+    logits = model.apply(variables, window[None])[0, pos]  # [256]
+    if temperature == 0:
+        return jnp.argmax(logits)
+    return jax.random.categorical(key, logits / temperature)
+
+
+def sample(
+    model: byte_lm.ByteLM, variables, prompt: bytes, length: int, *, temperature: float, seed: int
+) -> bytes:
     """`prompt` followed by `length` bytes drawn one at a time from the model (temperature 0: the argmax), each
-    from the last `context` bytes. One compilation: the window is always [1, context], right-padded while the
-    text is shorter (causal attention makes the padding invisible to the position read).
+    from the last `context` bytes. One compilation per model: the window is always [1, context], right-padded
+    while the text is shorter (causal attention makes the padding invisible to the position read).
 
     Raises:
       ValueError: for an empty prompt or a negative temperature.
     """
     if not prompt or temperature < 0:
         raise ValueError(f"sample needs a non-empty prompt and temperature >= 0, got {prompt!r}, {temperature}.")
-    n = model.context
-
-    @jax.jit
-    def next_byte(window, pos, key):
-        logits = model.apply(variables, window[None])[0, pos]  # [256]
-        if temperature == 0:
-            return jnp.argmax(logits)
-        return jax.random.categorical(key, logits / temperature)
-
-    text = list(prompt)
-    key = jax.random.key(seed)
+    n, text, key = model.context, list(prompt), jax.random.key(seed)
     for i in range(length):
-        window = np.zeros(n, np.int32)
         tail = text[-n:]
+        window = np.zeros(n, np.int32)
         window[: len(tail)] = tail
-        text.append(int(next_byte(window, len(tail) - 1, jax.random.fold_in(key, i))))
+        key_i = jax.random.fold_in(key, i)
+        text.append(int(_next_byte(model, variables, window, len(tail) - 1, key_i, float(temperature))))
     return bytes(text)
 
 
