@@ -132,7 +132,8 @@ def _objective(name, config, model_name):
         x = np.random.default_rng(0).integers(0, 256, (B, 9)).astype(np.uint8)
     else:
         model, x = tiny_model(model_name)
-    objective = OBJECTIVES.get(name)(config, model, get_likelihood(config.likelihood))
+    likelihood = None if model_name == LM else get_likelihood(config.likelihood)  # the LM's softmax is its own
+    objective = OBJECTIVES.get(name)(config, model, likelihood)
     variables = jax.jit(model.init)(jax.random.key(0), x[:1, :-1].astype(np.int32) if model_name == LM else x[:1])
     params = variables["params"]
     model_state = {k: v for k, v in variables.items() if k != "params"}
