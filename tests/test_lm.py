@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from aejax import byte_lm
+from aejax import byte_lm, runs
 from aejax.analysis import ngram
 from aejax.data import datasets
 from aejax.data.batch import Batch
@@ -203,3 +203,5 @@ def test_lm_run_resumes_exactly_after_a_kill(tmp_path, data_dir, train_step_kill
     assert ref["baseline_bigram_bits_per_byte"] < ref["baseline_unigram_bits_per_byte"] < 8.0
     with open(os.path.join(workdir, lm_job.SAMPLE_FILE), "rb") as f:
         assert f.read().startswith(b"def ")
+    with pytest.raises(ValueError, match="load_lm"):  # the autoencoder loader points to the LM's own
+        runs.load_run(workdir)
