@@ -83,10 +83,12 @@ def make_loader(
     )
 
 
-def make_init_fn(model: AbstractAutoencoder, tx, input_shape, mesh, rng: jax.Array, init_params=None):
+def make_init_fn(
+    model: AbstractAutoencoder, tx, input_shape, mesh, rng: jax.Array, init_params=None, *, input_dtype=jnp.float32
+):
     """() -> a fresh TrainState on the mesh: the model's variables from split(rng)[0], the state's base key
     split(rng)[1] ("params" replaced by `init_params` when given; other collections such as "batch_stats"
-    from the init).
+    from the init). The model is initialised on zeros of `input_dtype` (int32 for a byte language model).
 
     Raises:
       ValueError: if `init_params` does not have the model's parameter shapes.
@@ -94,7 +96,7 @@ def make_init_fn(model: AbstractAutoencoder, tx, input_shape, mesh, rng: jax.Arr
     init_rng, state_rng = jax.random.split(rng)
 
     def init(params):
-        variables = model.init(init_rng, jnp.zeros((1, *input_shape), jnp.float32))
+        variables = model.init(init_rng, jnp.zeros((1, *input_shape), input_dtype))
         model_state = {k: v for k, v in variables.items() if k != "params"}
         return ts.init_state(variables["params"] if params is None else params, tx, state_rng, model_state)
 

@@ -82,10 +82,13 @@ def load_run(workdir: str, *, step: int | None = None) -> Run:
     Raises:
       FileNotFoundError: without config.json or without checkpoints (for a job whose networks are sub-runs,
         such as the stacked job's `finetune/`, the message names them).
-      ValueError: if the checkpoint does not hold the state the config builds.
+      ValueError: if the checkpoint does not hold the state the config builds, or for a language-model run
+        (`aejax.jobs.lm.load_lm` loads those).
     """
     workdir = os.path.abspath(workdir)
     config = load_config(workdir)
+    if config.get("trainer") == "lm":  # not an autoencoder: its own loader reads no data
+        raise ValueError(f"{workdir} is a language-model run: load it with aejax.jobs.lm.load_lm.")
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         subruns = sorted(d for d in os.listdir(workdir) if os.path.isdir(os.path.join(workdir, d, "checkpoints")))
         hint = f"; its trained networks are the sub-runs {', '.join(subruns)}" if subruns else ""

@@ -25,12 +25,13 @@ import pytest
 from aejax import build, jobs, loop, objectives, runs
 from aejax import train_step as ts
 from aejax.analysis import reports
+from aejax.byte_lm import ByteLM
 from aejax.data.batch import Batch
 from aejax.likelihoods import get_likelihood
 from aejax.models import MODELS, get_model
 from aejax.objectives import OBJECTIVES
 from configs import finetune as finetune_config
-from configs import mnist_ae, psd, sae, score_dae, seq2seq, stacked, vae
+from configs import lm, mnist_ae, psd, sae, score_dae, seq2seq, stacked, vae
 
 B = 8  # batch rows: a multiple of the conftest's 4 devices
 RTOL = ATOL = 1e-4  # jit vs eager: XLA may fuse float32 arithmetic differently; these nets are O(1) deep
@@ -110,6 +111,7 @@ def _objective_setting(name):
         "psd": (psd.get_config("runlocal"), "psd"),
         "sequence": (seq2seq.get_config("runlocal,conv1d"), "conv1d"),  # the recurrent one: test_every_model
         "sae": (sae.get_config("runlocal"), "topk"),
+        "lm": (lm.get_config("runlocal"), LM),
     }
     config, model_name = table.get(name, (mnist_ae.get_config("runlocal"), "mlp"))
     config = ml_collections.ConfigDict(config.to_dict())  # unlocked copy
@@ -121,10 +123,18 @@ def _objective_setting(name):
     return config, model_name
 
 
+LM = "byte_lm"  # the language model lives beside MODELS (aejax/byte_lm.py): not an autoencoder
+
+
 def _objective(name, config, model_name):
-    model, x = tiny_model(model_name)
-    objective = OBJECTIVES.get(name)(config, model, get_likelihood(config.likelihood))
-    variables = jax.jit(model.init)(jax.random.key(0), x[:1])
+    if model_name == LM:  # byte windows [B, 9] in, the model reads their first 8 bytes
+        model = ByteLM(context=8, d_model=8, n_layers=1, n_heads=2, d_mlp=16)
+        x = np.random.default_rng(0).integers(0, 256, (B, 9)).astype(np.uint8)
+    else:
+        model, x = tiny_model(model_name)
+    likelihood = None if model_name == LM else get_likelihood(config.likelihood)  # the LM's softmax is its own
+    objective = OBJECTIVES.get(name)(config, model, likelihood)
+    variables = jax.jit(model.init)(jax.random.key(0), x[:1, :-1].astype(np.int32) if model_name == LM else x[:1])
     params = variables["params"]
     model_state = {k: v for k, v in variables.items() if k != "params"}
     mask = tiny_mask(x.shape[1:])
@@ -246,6 +256,13 @@ def _job_config(name, data_dir, tiny_runs):
         c.unlock()
         c.data_dir = data_dir
         c.num_train_steps = 4
+        return c
+    if name == "lm":
+        c = lm.get_config("runlocal")
+        c.unlock()
+        c.data_dir = data_dir
+        c.num_train_steps, c.log_every, c.eval_every, c.checkpoint_every = 4, 2, 4, 4
+        c.lm.sample_length = 4
         return c
     raise KeyError(f"Job {name!r} has no tiny config in tests/test_contracts.py: add one to _job_config.")
 

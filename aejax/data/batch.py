@@ -10,7 +10,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-KINDS = ("image", "series", "vector")
+KINDS = ("image", "series", "vector", "text")
 
 
 class Batch(NamedTuple):
@@ -38,7 +38,7 @@ class Split(NamedTuple):
       labels: [N] int32 class labels (-1 where the dataset has none).
       mask: optional [N, T] float32 validity of the steps of variable-length series (1 on the first L_n steps,
         0 on padding); None: every step valid.
-      kind: one of KINDS, what x holds ("image", "series" or "vector").
+      kind: one of KINDS, what x holds ("image", "series", "vector" or "text": [N, T] uint8 byte windows).
     """
 
     x: np.ndarray

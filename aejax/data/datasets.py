@@ -2,8 +2,9 @@
 
 Every bundled set fits in memory, so a split is read once into numpy (the loaders in
 `aejax.data.pipeline` batch it); nothing is cached here besides what TFDS writes to `data_dir`. The reader
-returns what the builder stores: the input under "image", "series" or "features" (or the dataset's supervised
-input key), the labels, and a "length" feature when there is one (as `Split.mask`).
+returns what the builder stores: the input under "image", "series", "features" or "tokens" (byte windows of a
+text, `pystdlib`), or the dataset's supervised input key; the labels, and a "length" feature when there is one
+(as `Split.mask`).
 """
 
 import importlib
@@ -19,7 +20,7 @@ _CHUNK = 1024
 
 
 # Record keys of the model input, by kind of data; the kind decides which analyses apply (image rows, filters).
-INPUT_KEYS = {"image": "image", "series": "series", "features": "vector"}
+INPUT_KEYS = {"image": "image", "series": "series", "features": "vector", "tokens": "text"}
 
 
 def _discover_bundled() -> tuple[str, ...]:

@@ -30,6 +30,8 @@ CODE_SQ_NORM = "code_sq_norm"  # PSD ||h*||^2
 ACTIVE = "active"  # PSD fraction of non-zero code entries
 ERROR = "error"  # classifier: 1 if misclassified, else 0
 XENT = "xent"  # classifier: softmax cross-entropy, nats
+NATS_PER_BYTE = "nats_per_byte"  # language model: next-byte cross-entropy, nats per predicted byte
+BITS_PER_BYTE = "bits_per_byte"  # the same in bits (nats / ln 2)
 
 # How the loop and the trainer name a metric in logs and results.json.
 EVAL_PREFIX = "eval/"  # metrics.jsonl / TensorBoard: "eval/<metric>" means over the eval split
