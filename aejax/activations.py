@@ -27,7 +27,7 @@ import os
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -250,6 +250,37 @@ def _existing(out_dir: str, identity: dict, splits: Sequence[str], dtype: str) -
     return manifest if all(done.get(s, {}).get("complete", False) for s in splits) else None
 
 
+class Source(NamedTuple):
+    """What extraction reads of a finished run: its model, variables (host arrays), data splits as the model
+    sees them, and checkpoint step."""
+
+    model: nn.Module
+    variables: dict[str, Any]
+    train_split: Split
+    test_split: Split
+    step: int
+
+
+def load_source(workdir: str) -> Source:
+    """The run in `workdir` as a `Source`: an autoencoder run through `aejax.runs.load_run`, a language-model run
+    ("lm" job) through `aejax.jobs.lm.load_lm` and its byte windows.
+
+    Raises:
+      FileNotFoundError / ValueError: as those loaders (no config.json or checkpoints, a mismatched checkpoint).
+    """
+    from aejax import runs
+
+    config = runs.load_config(workdir)
+    if config.get("trainer") == "lm":
+        from aejax.jobs import lm
+
+        run = lm.load_lm(workdir)
+        train, test = lm.load_data(config)
+        return Source(run.model, run.variables, train, test, run.step)
+    run = runs.load_run(workdir)
+    return Source(run.model, run.variables, run.train_split, run.test_split, run.step)
+
+
 def extract(workdir: str, layer: str, out_dir: str, *, splits: Sequence[str] = ("train", "test"),
             max_rows: int | Mapping[str, int | None] | None = None, batch_size: int = 256,
             dtype: str = "float32", shard_rows: int = 65536) -> dict:  # fmt: skip
@@ -285,7 +316,7 @@ def extract(workdir: str, layer: str, out_dir: str, *, splits: Sequence[str] = (
     identity = _identity(workdir, config, latest, layer, max_rows)
     if (done := _existing(out_dir, identity, splits, dtype)) is not None:
         return done
-    run = runs.load_run(workdir)
+    run = load_source(workdir)
     data = {"train": run.train_split, "test": run.test_split}
     variables = run.variables
     shape = _check_layer(layer_shapes(run.model, variables, run.test_split.x, run.test_split.mask), layer)
@@ -323,9 +354,7 @@ def main(argv: Sequence[str]) -> None:
     if not f.workdir:
         raise app.UsageError("--workdir is required.")
     if not f.layer:
-        from aejax import runs
-
-        run = runs.load_run(f.workdir)
+        run = load_source(f.workdir)
         for name, shape in sorted(
             layer_shapes(run.model, run.variables, run.test_split.x, run.test_split.mask).items()
         ):

@@ -264,7 +264,7 @@ def data_dir(tmp_path_factory):
 
 
 def _config(data_dir, steps, reports=""):
-    config = sae_config.get_config("runlocal")
+    config = sae_config.get_config("mnist,runlocal")
     config.data_dir = data_dir
     config.model.update(dict(k=2, dead_after=64, aux_k=4))  # some latents die within 20 steps of 64
     config.num_train_steps = steps
@@ -350,7 +350,7 @@ def test_export_reads_back_and_gives_the_same_codes_in_numpy(tmp_path, name, kw)
 
 
 def test_options_the_sae_objective_cannot_honour_are_refused():
-    config = sae_config.get_config("runlocal")
+    config = sae_config.get_config("mnist,runlocal")
     config.corruption.name = "gaussian"
     with pytest.raises(ValueError, match="corruption='gaussian'"):
         sae_objective.from_config(config, small("topk", k=2), None)

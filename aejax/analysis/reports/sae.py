@@ -4,6 +4,12 @@ histogram, and the top-activating test examples of a few latents (images for ima
 Writes sae_density.png (log10 firing frequency per latent), sae_top_examples.png (image data: the TOP_M test
 images with the largest activation of each of NUM_LATENTS latents, the most frequent live ones) and
 sae_density.npz (firing frequency per latent). Numbers: `aejax.analysis.sae_metrics`.
+
+On a language model's activations (a config with `activations`, the job "sae") it also reports the downstream
+loss: the LM's next-byte cross-entropy over the stored test windows as it is (ce_clean), with the SAE's
+reconstruction spliced in at the layer (ce_spliced) and with the layer zero-ablated (ce_zero), in nats per
+byte, delta_loss and loss_recovered (`aejax.analysis.sae_downstream`); and writes sae_top_text.md, the TOP_M
+text spans of the stored test tokens with the largest activation of each of NUM_LATENTS latents.
 """
 
 import os
@@ -12,7 +18,7 @@ import jax
 import numpy as np
 
 from aejax import plots
-from aejax.analysis import sae_metrics
+from aejax.analysis import sae_downstream, sae_metrics
 from aejax.analysis.batched import batched_apply
 from aejax.analysis.reports import REPORTS, RunContext
 from aejax.models.sae_base import STATE, AbstractSparseAutoencoder
@@ -48,7 +54,8 @@ def report(ctx: RunContext) -> dict:
 
     Returns:
       {fvu, mse, l0, cos_sim, shrinkage, never_fired_fraction, dead_fraction (latents with no activation in the
-      model's last `dead_after` training examples, from the checkpointed counts), median_log10_density}.
+      model's last `dead_after` training examples, from the checkpointed counts), median_log10_density}, and on
+      LM activations {ce_clean, ce_spliced, ce_zero (nats per byte), delta_loss, loss_recovered}.
 
     Raises:
       TypeError: if the run's model is not a sparse autoencoder.
@@ -77,4 +84,29 @@ def report(ctx: RunContext) -> dict:
             titles = [f"latent {i}\n{freq[i]:.1%}" for i in latents]
             n = min(TOP_M, len(x))
             plots.image_rows(rows, titles, os.path.join(ctx.workdir, "sae_top_examples.png"), n=n)
+    if ctx.config.get("activations") is not None:
+        out.update(_on_the_lm(ctx, code, freq))
+    return out
+
+
+def _on_the_lm(ctx, code: np.ndarray, freq: np.ndarray) -> dict:
+    """Downstream loss with the reconstruction spliced into the LM, and the top text spans (sae_top_text.md)."""
+    from aejax.data import activation_store
+    from aejax.jobs import lm as lm_job
+    from aejax.jobs import sae as sae_job
+
+    src = ctx.config.activations
+    lm = lm_job.load_lm(src.lm_workdir)
+    windows = lm_job.load_data(lm.config)[1].x  # [W, T] uint8 test windows
+    store = activation_store.ActivationStore(sae_job.store_dir(ctx.config))
+    example, position = store.examples("test"), store.positions("test")
+    used = windows[: int(example.max()) + 1]  # the test windows the store's rows came from, in order
+    ce = sae_downstream.spliced_cross_entropy(
+        lm.model, lm.variables, used, src.layer, ctx.model, jax.tree.map(np.asarray, ctx.variables)
+    )
+    out = {f"ce_{k}": v for k, v in ce.items()}
+    out.update(sae_metrics.loss_recovered(ce["clean"], ce["spliced"], ce["zero"]))
+    latents = np.argsort(-freq, kind="stable")[: min(NUM_LATENTS, int(np.sum(freq > 0)))]
+    spans = sae_downstream.top_text_spans(code, example, position, windows, latents, TOP_M)
+    sae_downstream.write_spans_markdown(spans, freq, os.path.join(ctx.workdir, "sae_top_text.md"))
     return out
