@@ -83,3 +83,14 @@ def test_sae_job_refuses_an_unknown_layer_before_training_the_lm(tmp_path):
         jobs.get_job("sae").train_and_evaluate(config, str(tmp_path / "sae"))
     assert not os.path.exists(tmp_path / "lm")
     assert config.dataset == f"activations:{tmp_path}/lm/activations/block_7"  # the store follows the LM
+
+
+def test_gao_2024_power_law_fit_and_frontier_interpolation_recover_known_curves():
+    from experiments.gao_2024 import run as gao
+
+    widths = np.array([256, 512, 1024, 2048])
+    a, b = gao.power_law(widths, 3.0 * widths**-0.25)
+    np.testing.assert_allclose([a, b], [3.0, -0.25], rtol=1e-9)
+    points = [(8.0, 0.4), (32.0, 0.2)]  # linear in log L0: 16 is halfway
+    assert gao.frontier_fvu_at(points, 16.0) == pytest.approx(0.3)
+    assert gao.frontier_fvu_at(points, 64.0) is None
