@@ -7,7 +7,9 @@ test digits, a few hundred steps) of the paper's full-MNIST runs.
 
 Runs (each `runs.train_or_load` in `<workdir>/<name>`, reused when finished):
 - "k<k>": configs/sae.py:kmakhzani (1,000 linear units, tied weights, the k largest kept in training, alpha*k = 3k
-  at test) with model.k = k;
+  at test) with model.k = k; "k10_resampled": k = 10 with dead latents resampled (Bricken et al. 2023,
+  aejax/sae_resample.py) every tenth of training through the first half, in place of the paper's remedy for
+  dead units (k decreased from a large value over the first half of training), which aejax does not have;
 - "l1": configs/sparse.py:l1,quick (784-32 ReLU, L1 activity); "kl": configs/sparse.py:kl,quick (784-500
   sigmoid, KL(rho = 0.05)).
 Every run's "probe" report fits a logistic regression on the codes of all 4,000 labelled train digits
@@ -31,20 +33,25 @@ PAPER = (
     "/ fine-tuning as described in the paper): about 1.35% test error, as quoted in issue 20; not checked offline"
 )
 KS = (10, 25, 40, 70)
+NUM_TRAIN = 4000  # mnist5k's train split
 RUNLOCAL_KS = (4, 8)  # runlocal: 64 latents
 
 
 def ksparse_names(ks) -> tuple[str, ...]:
-    return tuple(f"k{k}" for k in ks)
+    return (*(f"k{k}" for k in ks), f"k{ks[0]}_resampled")
 
 
-def ksparse_config(k: int, runlocal: bool, data_dir, epochs: int):
+def ksparse_config(k: int, runlocal: bool, data_dir, epochs: int, resample: bool = False):
     c = sae_configs.get_config("kmakhzani,runlocal" if runlocal else "kmakhzani")
     c.unlock()
     c.data_dir = data_dir
     c.model.k = k
     if not runlocal:
         c.num_epochs = epochs
+    if resample:  # Bricken et al.'s resampling instead of the paper's k schedule, through the first half
+        steps = c.num_train_steps or c.num_epochs * (NUM_TRAIN // c.batch_size)
+        c.model.resample_every = max(1, steps // 10)
+        c.model.resample_until = steps // 2
     _probe_settings(c, "probe,sae")
     return c.lock()
 
@@ -100,10 +107,11 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/makhzani_frey_2014")
     parser.add_argument("--data_dir", default=None, help="TFDS data dir (default: TFDS_DATA_DIR)")
     parser.add_argument("--runlocal", action="store_true", help="20-step runs of small models: a smoke test")
-    parser.add_argument("--epochs", type=int, default=50, help="training epochs of every run (not --runlocal)")
+    parser.add_argument("--epochs", type=int, default=150, help="training epochs of every run (not --runlocal)")
     args = parser.parse_args()
     ks = RUNLOCAL_KS if args.runlocal else KS
     todo = {f"k{k}": ksparse_config(k, args.runlocal, args.data_dir, args.epochs) for k in ks}
+    todo[f"k{ks[0]}_resampled"] = ksparse_config(ks[0], args.runlocal, args.data_dir, args.epochs, resample=True)
     todo["l1"] = sparse_config("l1", args.runlocal, args.data_dir, args.epochs)
     todo["kl"] = sparse_config("kl", args.runlocal, args.data_dir, args.epochs)
     results, panels = {}, {}
@@ -112,7 +120,8 @@ def main() -> None:
         if name in ksparse_names(ks):
             w, stats = filter_stats(os.path.join(args.workdir, name))
             results[name].update(stats)
-            panels[f"k = {name[1:]} (median spread {stats['filter_spread_median_px']:.1f} px)"] = w.reshape(
+            title = name[1:].replace("_resampled", ", resampled")
+            panels[f"k = {title} (median spread {stats['filter_spread_median_px']:.1f} px)"] = w.reshape(
                 -1, 28, 28
             )
     filters_lib.plot_filter_panels(panels, os.path.join(args.workdir, "filters.png"), max_filters=64)
@@ -135,10 +144,11 @@ def make_table(results: dict, ks) -> str:
         "| probe test error (%) | same encoder at random init (%) |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for k in ks:
-        r = results[f"k{k}"]
+    for name in ksparse_names(ks):
+        r, k = results[name], int(name[1:].split("_")[0])
+        extra = ", dead latents resampled" if name.endswith("_resampled") else ""
         rows.append(
-            f"| k-sparse AE, k = {k} (3k = {3 * k} at test) | {r['code_dim']} | {r['sae/l0']:.1f} "
+            f"| k-sparse AE, k = {k}{extra} (3k = {3 * k} at test) | {r['code_dim']} | {r['sae/l0']:.1f} "
             f"| {r['filter_spread_median_px']:.2f} | {100 * r['test_active_fraction']:.1f}% "
             f"| {r['sae/fvu']:.3f} | {err(r)} | {err(r, 'random_init')} |"
         )
