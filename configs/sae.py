@@ -10,7 +10,9 @@ comes with the activation store).
 
 Variants (comma separated): at most one of "topk" (default), "batchtopk", "jumprelu", "gated", "relu_l1",
 "kmakhzani"; optional "runlocal". The SAE options are the model's attributes in `config.model` (see
-aejax/models/sae_base.py and the architecture's module), e.g. --config.model.aux_k=0 turns AuxK off.
+aejax/models/sae_base.py and the architecture's module), e.g. --config.model.aux_k=0 turns AuxK off, and
+--config.model.resample_every=500 --config.model.resample_until=5000 resamples dead latents (Bricken et al. 2023,
+aejax/sae_resample.py).
 Writes the `sae` report (FVU, L0, dead fraction, feature density, top-activating digits).
 
 The sparsity coefficients below were chosen for this data (inputs normalised to E||x||^2 = d = 784, squared

@@ -90,3 +90,17 @@ def test_the_cheapest_experiment_runs_end_to_end_as_a_module(tmp_path, assert_fi
         assert summary[f"{method}_test_sq_err"] == run["test_sq_err"]
     assert set(summary["patches"]) == {"psd", "kl_sparse", "dae"}
     assert_figure(tmp_path / "filters_comparison.png")
+
+
+def test_makhzani_frey_runlocal_trains_probes_and_draws_filters(tmp_path, monkeypatch, assert_figure):
+    # In process (no second JAX start-up): seven 20-step runs of 16-64 units and their probes, seconds idle.
+    module = importlib.import_module("experiments.makhzani_frey_2014.run")
+    monkeypatch.setattr(sys, "argv", ["run.py", "--runlocal", f"--workdir={tmp_path}"])
+    module.main()
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert set(results) == {"k4", "k8", "k4_resampled", "l1", "kl"}
+    for name, r in results.items():
+        assert 0 <= r["probe/encoder/nall/accuracy_mean"] <= 1 and r["num_steps"] == 20, name
+    assert json.loads((tmp_path / "k4_resampled" / "config.json").read_text())["model"]["resample_every"] > 0
+    assert "| raw pixels |" in (tmp_path / "table.md").read_text()
+    assert_figure(tmp_path / "filters.png")
