@@ -52,6 +52,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         dead_after=20_000,  # 5 epochs of the 4,000 training digits (Gao et al.: 10M tokens)
         aux_k=256,  # about d / 3 (Gao et al.: 512 at d = 768)
         auxk_coeff=1 / 32,
+        resample_every=0,  # > 0: resample dead latents every this many steps (Bricken et al. 2023)
+        resample_until=0,  # the last step that may resample (0: to the end)
+        resample_encoder_scale=0.2,  # Bricken et al.'s 0.2 x the mean alive encoder row norm
     )
     specific = {
         "topk": dict(k=32, relu=True, eval_k_multiplier=1.0),

@@ -98,7 +98,7 @@ def test_makhzani_frey_runlocal_trains_probes_and_draws_filters(tmp_path, monkey
     monkeypatch.setattr(sys, "argv", ["run.py", "--runlocal", f"--workdir={tmp_path}"])
     module.main()
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results) == {"k4", "k8", "k4_resampled", "l1", "kl"}
+    assert set(results) == {"k4", "k8", "k4_resampled", "k4_resampled_x1", "l1", "kl"}
     for name, r in results.items():
         assert 0 <= r["probe/encoder/nall/accuracy_mean"] <= 1 and r["num_steps"] == 20, name
     assert json.loads((tmp_path / "k4_resampled" / "config.json").read_text())["model"]["resample_every"] > 0

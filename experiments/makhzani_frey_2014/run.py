@@ -7,9 +7,10 @@ test digits, a few hundred steps) of the paper's full-MNIST runs.
 
 Runs (each `runs.train_or_load` in `<workdir>/<name>`, reused when finished):
 - "k<k>": configs/sae.py:kmakhzani (1,000 linear units, tied weights, the k largest kept in training, alpha*k = 3k
-  at test) with model.k = k; "k10_resampled": k = 10 with dead latents resampled (Bricken et al. 2023,
-  aejax/sae_resample.py) every tenth of training through the first half, in place of the paper's remedy for
-  dead units (k decreased from a large value over the first half of training), which aejax does not have;
+  at test) with model.k = k; "k10_resampled" and "k10_resampled_x1": k = 10 with dead latents resampled
+  (Bricken et al. 2023, aejax/sae_resample.py) every tenth of training through the first half, with their
+  encoder scale 0.2 and with 1.0, in place of the paper's remedy for dead units (k decreased from a large value
+  over the first half of training), which aejax does not have;
 - "l1": configs/sparse.py:l1,quick (784-32 ReLU, L1 activity); "kl": configs/sparse.py:kl,quick (784-500
   sigmoid, KL(rho = 0.05)).
 Every run's "probe" report fits a logistic regression on the codes of all 4,000 labelled train digits
@@ -34,24 +35,27 @@ PAPER = (
 )
 KS = (10, 25, 40, 70)
 NUM_TRAIN = 4000  # mnist5k's train split
+# Resampled k = 10 runs: name suffix -> encoder scale (Bricken et al.'s 0.2, and 1.0: see the README).
+RESAMPLE_SCALES = {"": 0.2, "_x1": 1.0}
 RUNLOCAL_KS = (4, 8)  # runlocal: 64 latents
 
 
 def ksparse_names(ks) -> tuple[str, ...]:
-    return (*(f"k{k}" for k in ks), f"k{ks[0]}_resampled")
+    return (*(f"k{k}" for k in ks), *(f"k{ks[0]}_resampled{tag}" for tag in RESAMPLE_SCALES))
 
 
-def ksparse_config(k: int, runlocal: bool, data_dir, epochs: int, resample: bool = False):
+def ksparse_config(k: int, runlocal: bool, data_dir, epochs: int, resample_scale: float = 0.0):
     c = sae_configs.get_config("kmakhzani,runlocal" if runlocal else "kmakhzani")
     c.unlock()
     c.data_dir = data_dir
     c.model.k = k
     if not runlocal:
         c.num_epochs = epochs
-    if resample:  # Bricken et al.'s resampling instead of the paper's k schedule, through the first half
+    if resample_scale:  # Bricken et al.'s resampling instead of the paper's k schedule, through the first half
         steps = c.num_train_steps or c.num_epochs * (NUM_TRAIN // c.batch_size)
         c.model.resample_every = max(1, steps // 10)
         c.model.resample_until = steps // 2
+        c.model.resample_encoder_scale = resample_scale
     _probe_settings(c, "probe,sae")
     return c.lock()
 
@@ -111,7 +115,8 @@ def main() -> None:
     args = parser.parse_args()
     ks = RUNLOCAL_KS if args.runlocal else KS
     todo = {f"k{k}": ksparse_config(k, args.runlocal, args.data_dir, args.epochs) for k in ks}
-    todo[f"k{ks[0]}_resampled"] = ksparse_config(ks[0], args.runlocal, args.data_dir, args.epochs, resample=True)
+    for tag, scale in RESAMPLE_SCALES.items():
+        todo[f"k{ks[0]}_resampled{tag}"] = ksparse_config(ks[0], args.runlocal, args.data_dir, args.epochs, scale)
     todo["l1"] = sparse_config("l1", args.runlocal, args.data_dir, args.epochs)
     todo["kl"] = sparse_config("kl", args.runlocal, args.data_dir, args.epochs)
     results, panels = {}, {}
@@ -120,10 +125,8 @@ def main() -> None:
         if name in ksparse_names(ks):
             w, stats = filter_stats(os.path.join(args.workdir, name))
             results[name].update(stats)
-            title = name[1:].replace("_resampled", ", resampled")
-            panels[f"k = {title} (median spread {stats['filter_spread_median_px']:.1f} px)"] = w.reshape(
-                -1, 28, 28
-            )
+            title = name[1:].replace("_resampled_x1", " resampled, x1.0").replace("_resampled", " resampled, x0.2")
+            panels[f"k = {title} (spread {stats['filter_spread_median_px']:.1f} px)"] = w.reshape(-1, 28, 28)
     filters_lib.plot_filter_panels(panels, os.path.join(args.workdir, "filters.png"), max_filters=64)
     table = make_table(results, ks)
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
@@ -146,7 +149,9 @@ def make_table(results: dict, ks) -> str:
     ]
     for name in ksparse_names(ks):
         r, k = results[name], int(name[1:].split("_")[0])
-        extra = ", dead latents resampled" if name.endswith("_resampled") else ""
+        extra = ""
+        if "_resampled" in name:
+            extra = f", dead latents resampled (encoder scale {RESAMPLE_SCALES[name.split('_resampled')[1]]})"
         rows.append(
             f"| k-sparse AE, k = {k}{extra} (3k = {3 * k} at test) | {r['code_dim']} | {r['sae/l0']:.1f} "
             f"| {r['filter_spread_median_px']:.2f} | {100 * r['test_active_fraction']:.1f}% "
