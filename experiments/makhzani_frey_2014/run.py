@@ -100,9 +100,13 @@ def filter_stats(workdir: str) -> tuple[np.ndarray, dict]:
     order = np.argsort(-freq, kind="stable")
     alive = freq > 0
     spread = locality(w[alive])
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        logged = [json.loads(line) for line in f]
+    train_mse = [m["loss/mse"] for m in logged if "loss/mse" in m]
     return w[order], {
         "filter_spread_median_px": float(np.median(spread)),
         "test_active_fraction": float(alive.mean()),
+        "train_sq_err_at_k": float(train_mse[-1]),  # the last logged window, k (not alpha * k) active
     }
 
 
@@ -125,8 +129,8 @@ def main() -> None:
         if name in ksparse_names(ks):
             w, stats = filter_stats(os.path.join(args.workdir, name))
             results[name].update(stats)
-            title = name[1:].replace("_resampled_x1", " resampled, x1.0").replace("_resampled", " resampled, x0.2")
-            panels[f"k = {title} (spread {stats['filter_spread_median_px']:.1f} px)"] = w.reshape(-1, 28, 28)
+            title = name[1:].replace("_resampled_x1", " resampled x1.0").replace("_resampled", " resampled x0.2")
+            panels[f"k = {title} ({stats['filter_spread_median_px']:.1f} px)"] = w.reshape(-1, 28, 28)
     filters_lib.plot_filter_panels(panels, os.path.join(args.workdir, "filters.png"), max_filters=64)
     table = make_table(results, ks)
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
@@ -143,9 +147,9 @@ def make_table(results: dict, ks) -> str:
         return f"{100 * (1 - r[f'probe/{rep}/nall/accuracy_mean']):.2f}"
 
     rows = [
-        "| representation | code size | test L0 | median filter spread (px) | units active on test | test FVU "
-        "| probe test error (%) | same encoder at random init (%) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| representation | code size | test L0 | median filter spread (px) | units active on test "
+        "| train sq. err at k | test FVU at 3k | probe test error (%) | same encoder at random init (%) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in ksparse_names(ks):
         r, k = results[name], int(name[1:].split("_")[0])
@@ -155,16 +159,16 @@ def make_table(results: dict, ks) -> str:
         rows.append(
             f"| k-sparse AE, k = {k}{extra} (3k = {3 * k} at test) | {r['code_dim']} | {r['sae/l0']:.1f} "
             f"| {r['filter_spread_median_px']:.2f} | {100 * r['test_active_fraction']:.1f}% "
-            f"| {r['sae/fvu']:.3f} | {err(r)} | {err(r, 'random_init')} |"
+            f"| {r['train_sq_err_at_k']:.2f} | {r['sae/fvu']:.3f} | {err(r)} | {err(r, 'random_init')} |"
         )
     for name, label in (("l1", "L1 sparse AE, {} ReLU"), ("kl", "KL sparse AE, {} sigmoid (rho = 0.05)")):
         r = results[name]
         label = label.format(r["code_dim"])
-        rows.append(f"| {label} | {r['code_dim']} | | | | | {err(r)} | {err(r, 'random_init')} |")
+        rows.append(f"| {label} | {r['code_dim']} | | | | | | {err(r)} | {err(r, 'random_init')} |")
     for name in ("l1", "kl"):
         r = results[name]
-        rows.append(f"| PCA, K = {r['code_dim']} | {r['code_dim']} | | | | | {err(r, 'pca')} | |")
-    rows.append(f"| raw pixels | 784 | | | | | {err(results['l1'], 'pixels')} | |")
+        rows.append(f"| PCA, K = {r['code_dim']} | {r['code_dim']} | | | | | | {err(r, 'pca')} | |")
+    rows.append(f"| raw pixels | 784 | | | | | | {err(results['l1'], 'pixels')} | |")
     return "\n".join(rows) + f"\n\nPaper: {PAPER}.\n"
 
 
