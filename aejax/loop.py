@@ -344,11 +344,21 @@ def run(
         tqdm.write(f"{desc}: {k} step{'s' if k > 1 else ''} per jitted call ({why})")
     if k == 1:
         train_step = ts.make_train_step(
-            objective.loss_fn, tx, mesh, project=objective.project, norms_every=settings.log_every
+            objective.loss_fn,
+            tx,
+            mesh,
+            project=objective.project,
+            after_update=objective.after_update,
+            norms_every=settings.log_every,
         )
     else:
         multi_step = ts.make_multi_step(
-            objective.loss_fn, tx, mesh, project=objective.project, norms_every=settings.log_every
+            objective.loss_fn,
+            tx,
+            mesh,
+            project=objective.project,
+            after_update=objective.after_update,
+            norms_every=settings.log_every,
         )
         # Once; batches are gathered on device.
         device_split = sharding.replicate((loader.x, loader.labels, loader.mask), mesh)

@@ -74,12 +74,15 @@ def update_fn(
     tx: optax.GradientTransformation,
     *,
     project: Callable[[Any], Any] | None = None,
+    after_update: Callable[..., TrainState] | None = None,
     norms_every: int = 1,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
     """The pure update `(state, batch) -> (new_state, metrics)` that `make_train_step` jits and
     `make_multi_step` scans.
 
     `project` (params -> params) runs after each update, e.g. renormalising dictionary columns (PSD).
+    `after_update` ((new_state, batch, tx) -> new_state) runs last, for what needs the batch or the optimizer
+    state (SAE dead-latent resampling); it chooses its own steps with `lax.cond`.
     `norms_every`: "grad_norm" and "param_norm" cost two extra passes over the parameters (measured 5-9% of a
     step of the main job's MLP on CPU, benchmarks/bench_train.py), so they are computed only on the steps whose
     count after the update, `state.step + 1`, is a multiple of it (the loop passes its log interval); on the
@@ -116,6 +119,8 @@ def update_fn(
             norm_metrics = jax.lax.cond((state.step + 1) % norms_every == 0, norms, skipped, grads, params)
         metrics = {**metrics, "loss": loss, **norm_metrics}
         new_state = state.replace(step=state.step + 1, params=params, model_state=model_state, opt_state=opt_state)
+        if after_update is not None:
+            new_state = after_update(new_state, batch, tx)
         return new_state, metrics
 
     return train_step
@@ -128,6 +133,7 @@ def make_train_step(
     mesh: Mesh,
     *,
     project: Callable[[Any], Any] | None = None,
+    after_update: Callable[..., TrainState] | None = None,
     norms_every: int = 1,
 ):
     """One data-parallel update (`update_fn`), jitted once with explicit shardings; the old state is donated.
@@ -141,7 +147,7 @@ def make_train_step(
     """
     repl = sharding.replicated(mesh)
     return jax.jit(
-        update_fn(loss_fn, tx, project=project, norms_every=norms_every),
+        update_fn(loss_fn, tx, project=project, after_update=after_update, norms_every=norms_every),
         in_shardings=(repl, sharding.batch_sharded(mesh)),
         out_shardings=(repl, repl),
         donate_argnums=0,
@@ -191,6 +197,7 @@ def make_multi_step(
     mesh: Mesh,
     *,
     project: Callable[[Any], Any] | None = None,
+    after_update: Callable[..., TrainState] | None = None,
     norms_every: int = 1,
 ):
     """K updates in one jitted call (`jax.lax.scan` of `update_fn` over steps), with each step's batch gathered
@@ -207,7 +214,7 @@ def make_multi_step(
     Raises:
       ValueError: if norms_every < 1.
     """
-    update = update_fn(loss_fn, tx, project=project, norms_every=norms_every)
+    update = update_fn(loss_fn, tx, project=project, after_update=after_update, norms_every=norms_every)
     data = sharding.batch_sharded(mesh)
 
     def multi_step(state: TrainState, x: jax.Array, labels: jax.Array, mask: jax.Array | None, indices: jax.Array):

@@ -12,7 +12,8 @@ autoencoder of Makhzani & Frey (2014).
 Variants (comma separated): at most one of "topk" (default), "batchtopk", "jumprelu", "gated", "relu_l1",
 "kmakhzani" (implies "mnist"); "mnist" (digits instead of LM activations); optional "runlocal". The SAE options
 are the model's attributes in `config.model` (see aejax/models/sae_base.py and the architecture's module), e.g.
---config.model.aux_k=0 turns AuxK off.
+--config.model.aux_k=0 turns AuxK off, and --config.model.resample_every=500 --config.model.resample_until=5000
+resamples dead latents (Bricken et al. 2023, aejax/sae_resample.py). Writes the `sae` report.
 
 On LM activations (the job "sae", aejax/jobs/sae.py) the first run trains the language model of configs/lm.py in
 `config.activations.lm_workdir` (runs/lm), stores the residual stream after `config.activations.layer` of its
@@ -53,6 +54,9 @@ def _shared() -> dict:
         b_dec_init="geometric_median",
         normalize_input=True,
         auxk_coeff=1 / 32,
+        resample_every=0,  # > 0: resample dead latents every this many steps (Bricken et al. 2023)
+        resample_until=0,  # the last step that may resample (0: to the end)
+        resample_encoder_scale=0.2,  # Bricken et al.'s 0.2 x the mean alive encoder row norm
     )
 
 

@@ -131,6 +131,10 @@ class AbstractSparseAutoencoder(AbstractAutoencoder):
       aux_k: k_aux of the AuxK loss (0 disables it): the k_aux largest dead pre-activations reconstruct the
         residual (Gao et al. 2024, Sec. 2.4; their default k_aux = d / 2 at scale).
       auxk_coeff: the AuxK coefficient alpha (Gao et al.: 1/32).
+      resample_every: resample the dead latents every this many steps (Bricken et al. 2023; 0 = never), from
+        the training batch (`aejax.sae_resample`).
+      resample_until: the last step at which resampling may happen (0 = until the end of training).
+      resample_encoder_scale: a resampled encoder row's norm as a fraction of the mean alive row's (their 0.2).
     """
 
     input_shape: Sequence[int]
@@ -144,6 +148,9 @@ class AbstractSparseAutoencoder(AbstractAutoencoder):
     dead_after: int = 10_000_000
     aux_k: int = 0
     auxk_coeff: float = 1 / 32
+    resample_every: int = 0
+    resample_until: int = 0
+    resample_encoder_scale: float = 0.2
 
     def __post_init__(self):
         # Runs when the config builds the model: bad options fail before any compute.
@@ -157,6 +164,16 @@ class AbstractSparseAutoencoder(AbstractAutoencoder):
             check_k("aux_k", self.aux_k, self.n_latents)
         if self.auxk_coeff < 0:
             raise ValueError(f"auxk_coeff must be >= 0, got {self.auxk_coeff}.")
+        for name in ("resample_every", "resample_until"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(
+                    f"{name} must be an integer number of steps >= 0 (0: off / no end), got {value!r}."
+                )
+        if self.resample_until and not self.resample_every:
+            raise ValueError(f"resample_until={self.resample_until} is set but resample_every=0 (resampling off).")
+        if not self.resample_encoder_scale > 0:
+            raise ValueError(f"resample_encoder_scale must be > 0, got {self.resample_encoder_scale}.")
         super().__post_init__()
 
     @property

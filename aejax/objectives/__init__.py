@@ -73,11 +73,15 @@ class Objective(NamedTuple):
       eval_fn: (params, model_state, batch, rng) -> EvalOutput(metrics {name: [B]}, code [B, K]) on a batch
         in evaluation mode; every metric is logged and averaged into results.json.
       project: optional params -> params applied after every update (e.g. unit-norm dictionary columns).
+      after_update: optional (TrainState, Batch, optimizer) -> TrainState applied inside the jitted step after
+        the update and `project`, for changes that need the batch or the optimizer state (SAE dead-latent
+        resampling, `aejax.sae_resample`); it decides itself on which steps to act (`lax.cond`).
     """
 
     loss_fn: Callable
     eval_fn: Callable
     project: Callable[[Any], Any] | None = None
+    after_update: Callable[..., Any] | None = None
 
 
 OBJECTIVES = Registry("objective", package=__name__)

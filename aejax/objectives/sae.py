@@ -5,7 +5,8 @@
 The model (`aejax.models.sae_base.AbstractSparseAutoencoder`) computes every term per example with its
 coefficient (L1 or L0 weight, Gated's auxiliary loss, alpha * AuxK), since the coefficients are the
 architecture's hyperparameters (config.model); this objective sums them, logs each as "loss/<name>" and keeps
-the decoder rows at unit norm after each step (`project`) when the model asks for it.
+the decoder rows at unit norm after each step (`project`) when the model asks for it, and resamples dead
+latents (`after_update`, `aejax.sae_resample`) when model.resample_every > 0.
 
 Evaluation metrics per example (names declared below; FVU itself needs the split's mean, so the `sae` report
 computes it, `aejax.analysis.sae_metrics`), all in the data's units:
@@ -21,6 +22,7 @@ from aejax.data.batch import Batch
 from aejax.models.sae_base import STATE, AbstractSparseAutoencoder, unit_rows
 from aejax.objectives import OBJECTIVES, SQ_ERR, EvalOutput, Objective
 from aejax.objectives.autoencoder import apply_train
+from aejax.sae_resample import check_params, make_after_update
 
 X_SQ_NORM, L0, COS_SIM, SHRINKAGE = "x_sq_norm", "l0", "cos_sim", "shrinkage"
 NUM_DEAD = "sae/num_dead"  # training metric: latents without activation in the last `dead_after` examples
@@ -87,4 +89,8 @@ def from_config(config: ml_collections.ConfigDict, model, likelihood) -> Objecti
         out = model.apply({"params": params, **model_state}, batch.x)
         return EvalOutput(metrics=eval_metrics(batch.x, out.decoder_output, out.code), code=out.code)
 
-    return Objective(loss_fn, eval_fn, project if model.unit_norm_decoder else None)
+    if model.resample_every:
+        check_params(
+            model, jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *model.input_shape)))["params"]
+        )
+    return Objective(loss_fn, eval_fn, project if model.unit_norm_decoder else None, make_after_update(model))
