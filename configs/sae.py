@@ -92,7 +92,8 @@ def _mnist(arch: str) -> dict:
 
 def _lm(arch: str) -> dict:
     # d = 128 residual stream, 16x expansion; aux_k = d / 2 as Gao et al. (512 at d = 768 is about 2/3 d).
-    shared = dict(n_latents=2048, dead_after=1_000_000, aux_k=64)
+    # dead_after: a quarter of the 1M training tokens (Gao et al.: 10M of their billions)
+    shared = dict(n_latents=2048, dead_after=262_144, aux_k=64)
     specific = {
         "topk": dict(k=32, relu=True, eval_k_multiplier=1.0),
         "batchtopk": dict(k=32, threshold_decay=0.99),
@@ -144,11 +145,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.transforms.scale = "none"
         c.batch_size = 4096
         c.num_epochs = 0
-        c.num_train_steps = 512  # two epochs of the 1M stored tokens
-        c.optimizer.learning_rate = 1e-3
+        c.num_train_steps = 256  # one epoch of the 1M stored tokens
+        # 1e-2: at 1e-3 the ReLU + L1, Gated and JumpReLU SAEs barely leave their init in a few hundred steps,
+        # and TopK reaches a lower FVU at 1e-2 (experiments/gao_2024 --calibrate)
+        c.optimizer.learning_rate = 1e-2
         c.optimizer.warmup_steps = 20
         c.log_every = 32
-        c.eval_every = 512
+        c.eval_every = 256
         c.eval_batch_size = 4096
         c.checkpoint_every = 128
     if runlocal:

@@ -32,17 +32,19 @@ WIDTH = 2048
 FRONTIER = {
     **{f"topk_k{k}": ("topk", dict(k=k)) for k in (8, 16, 32, 64)},
     **{f"batchtopk_k{k}": ("batchtopk", dict(k=k)) for k in (8, 16, 32, 64)},
-    **{f"jumprelu_t{t}": ("jumprelu", dict(threshold_init=t)) for t in (0.25, 0.5, 1.0, 2.0)},
-    **{f"gated_l1_{c}": ("gated", dict(l1_coeff=c)) for c in (0.5, 1.0, 2.0, 4.0)},
-    **{f"relu_l1_{c}": ("relu_l1", dict(l1_coeff=c)) for c in (0.25, 0.5, 1.0, 2.0)},
+    **{f"jumprelu_t{t}": ("jumprelu", dict(threshold_init=t)) for t in (0.25, 0.5, 0.75, 1.0)},
+    **{f"gated_l1_{c}": ("gated", dict(l1_coeff=c)) for c in (1.0, 2.0, 4.0, 8.0)},
+    **{f"relu_l1_{c}": ("relu_l1", dict(l1_coeff=c)) for c in (0.5, 1.0, 2.0, 4.0)},
 }
-# --calibrate: short runs over wide grids of the coefficients that set L0 indirectly, to place FRONTIER's grids.
+# --calibrate: the learning-rate check behind configs/sae.py's 1e-2 and the middle of each indirect grid: one run
+# per architecture at lr 1e-3 and 1e-2 (ReLU + L1, Gated and JumpReLU barely move from their init at 1e-3 in 256
+# steps: L0 ~ 1,000 of 2,048 latents).
 CALIBRATION = {
-    **{f"cal_jumprelu_t{t}": ("jumprelu", dict(threshold_init=t)) for t in (0.125, 0.5, 2.0, 8.0)},
-    **{f"cal_gated_l1_{c}": ("gated", dict(l1_coeff=c)) for c in (0.25, 1.0, 4.0, 16.0)},
-    **{f"cal_relu_l1_{c}": ("relu_l1", dict(l1_coeff=c)) for c in (0.125, 0.5, 2.0, 8.0)},
-}
-CALIBRATION_STEPS = 48
+    f"cal_{arch}_lr{lr}": (arch, dict(**model, lr=lr))
+    for arch, model in (("topk", dict(k=32)), ("relu_l1", dict(l1_coeff=1.0)), ("gated", dict(l1_coeff=1.0)),
+                        ("jumprelu", dict(threshold_init=1.0)))
+    for lr in (1e-3, 1e-2)
+}  # fmt: skip
 AUXK = {"topk_k32_no_auxk": ("topk", dict(k=32, aux_k=0))}
 SCALING = {f"topk_k32_n{n}": ("topk", dict(k=32, n_latents=n)) for n in (256, 512, 1024, 4096)}
 # topk_k32 (n = 2048) is the fifth point of the scaling curve.
@@ -55,6 +57,8 @@ def make_config(arch: str, overrides: dict, args) -> ml_collections.ConfigDict:
     config.data_dir = args.data_dir
     config.activations.lm_workdir = os.path.abspath(args.lm_workdir or os.path.join(args.workdir, "lm"))
     model = dict(overrides)
+    if "lr" in model:
+        config.optimizer.learning_rate = model.pop("lr")
     if runlocal:  # the tiny LM's d = 32: a few latents, small k
         model = {k: (max(2, v // 8) if k in ("k", "n_latents") else v) for k, v in model.items()}
     config.model.update(model)
@@ -145,12 +149,11 @@ def main() -> None:
     parser.add_argument("--lm_workdir", default=None, help="the LM run (and its store) to use; default <workdir>/lm")
     parser.add_argument("--steps", type=int, default=256, help="SAE training steps (one epoch of the 1M tokens)")
     parser.add_argument("--runlocal", action="store_true", help="the tiny LM and 20-step SAEs: a smoke test")
-    parser.add_argument("--calibrate", action="store_true", help=f"only the {CALIBRATION_STEPS}-step grid runs")
+    parser.add_argument("--calibrate", action="store_true", help="only the learning-rate check (CALIBRATION)")
     args = parser.parse_args()
     if args.calibrate:
-        args.steps = CALIBRATION_STEPS
         done = run_all(CALIBRATION, args)
-        lines = [f"## Calibration ({CALIBRATION_STEPS} steps)", "", *HEADER, *(_row(n, r) for n, r in done.items())]
+        lines = [f"## Calibration ({args.steps} steps)", "", *HEADER, *(_row(n, r) for n, r in done.items())]
         with open(os.path.join(args.workdir, "calibration.md"), "w") as f:
             f.write("\n".join(lines) + "\n")
         print("\n".join(lines))
