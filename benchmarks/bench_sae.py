@@ -18,7 +18,9 @@ Contenders, each run in every round, in a fresh random order per round:
   rate is the run's own examples/s (the median over its log windows after the first, which holds compilation),
   read from metrics.jsonl as benchmarks/bench_families.py does;
 - "hand": the same computation written directly in jax + optax (below): one `jax.jit` step, state donated, the
-  batch gathered on device from the split by row indices; no mesh, metrics or checks;
+  batch gathered on device from the split by row indices; no mesh, metrics or checks; the top k kept by
+  `lax.top_k` + scatter; "hand aejax-select": the same with aejax's `topk_code` (the k-th value's mask), so that
+  the loop's ratio to it measures the loop alone;
 - "torch": benchmarks/torch_sae_reference.py (PyTorch eager, the same computation) in --torch's interpreter.
 
 Reported: medians over rounds of examples (tokens)/s, and the median in-round ratio to the hand-written step.
@@ -36,6 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+from aejax.models.topk import topk_code  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -77,9 +82,11 @@ def topk_scatter(pre, k, relu=False):
     return jnp.zeros_like(pre).at[rows, idx].set(vals)
 
 
-def make_hand_step(d: int, n: int, k: int = K, aux_k: int = AUX_K):
+def make_hand_step(d: int, n: int, k: int = K, aux_k: int = AUX_K, select: str = "scatter"):
     """(init(key, x_first [B, d]) -> state, step(state, x [N, d], rows [B]) -> state): the TopK SAE with AuxK,
-    dead tracking, parallel-gradient removal and unit-norm projection, Adam; pure jax + optax."""
+    dead tracking, parallel-gradient removal and unit-norm projection, Adam; pure jax + optax. `select`:
+    "scatter" keeps the top k by `lax.top_k` and a scatter (the textbook form), "aejax" by aejax's `topk_code`
+    (the k-th value's mask); the AuxK selection is `lax.top_k` + scatter in both, as in aejax."""
     tx = optax.adam(LR)
 
     def init(key, x_first):
@@ -92,7 +99,10 @@ def make_hand_step(d: int, n: int, k: int = K, aux_k: int = AUX_K):
         x_n = s * x  # [B, d]
         b = p["b_dec"] + c
         pre = (x_n - b) @ p["W_enc"] + p["b_enc"]  # [B, n]
-        code = topk_scatter(pre, k, relu=True)  # Gao et al. eq. 2: ReLU after the top-k
+        if select == "aejax":
+            code = topk_code(pre, k, relu=True)
+        else:
+            code = topk_scatter(pre, k, relu=True)  # Gao et al. eq. 2: ReLU after the top-k
         recon = code @ p["W_dec"] + b
         residual = x_n - recon
         mse = jnp.sum(residual * residual, axis=1)
@@ -118,8 +128,8 @@ def make_hand_step(d: int, n: int, k: int = K, aux_k: int = AUX_K):
     return init, jax.jit(step, donate_argnums=0)
 
 
-def hand_row(x_train: np.ndarray, n: int, batch: int, steps: int):
-    init, step = make_hand_step(x_train.shape[1], n)
+def hand_row(x_train: np.ndarray, n: int, batch: int, steps: int, select: str = "scatter"):
+    init, step = make_hand_step(x_train.shape[1], n, select=select)
     x_dev = jax.device_put(x_train)
     rows = jnp.asarray(np.random.default_rng(1).integers(0, len(x_train), size=(steps, batch)), jnp.int32)
 
@@ -200,7 +210,7 @@ def main():
     ap.add_argument("--steps", type=int, default=40, help="steps of a loop run (the first log window untimed)")
     ap.add_argument("--log_every", type=int, default=10)
     ap.add_argument("--hand_steps", type=int, default=20)
-    ap.add_argument("--only", default="loop K=1,loop auto,hand,torch")
+    ap.add_argument("--only", default="loop K=1,loop auto,hand,hand aejax-select,torch")
     ap.add_argument("--torch", default=None, help="a Python with torch for the PyTorch eager row")
     args = ap.parse_args()
     n = args.expansion * args.d
@@ -214,6 +224,8 @@ def main():
             rows[name], commands[name] = loop_row(data, n, args.batch, args.steps, args.log_every, k)
     if "hand" in wanted:
         rows["hand"] = hand_row(x_train, n, args.batch, args.hand_steps)
+    if "hand aejax-select" in wanted:
+        rows["hand aejax-select"] = hand_row(x_train, n, args.batch, args.hand_steps, select="aejax")
     if "torch" in wanted and args.torch:
         rows["torch"] = torch_row(args.torch, data, n, args.batch, args.hand_steps)
     rates = {name: [] for name in rows}
