@@ -19,8 +19,7 @@ Contenders, each run in every round, in a fresh random order per round:
   read from metrics.jsonl as benchmarks/bench_families.py does;
 - "hand": the same computation written directly in jax + optax (below): one `jax.jit` step, state donated, the
   batch gathered on device from the split by row indices; no mesh, metrics or checks; the top k kept by
-  `lax.top_k` + scatter; "hand aejax-select": the same with aejax's `topk_code` (the k-th value's mask), so that
-  the loop's ratio to it measures the loop alone;
+  `lax.top_k` + scatter as in aejax ("hand mask", optional: by the k-th value's mask, `topk_mask_exact`);
 - "torch": benchmarks/torch_sae_reference.py (PyTorch eager, the same computation) in --torch's interpreter.
 
 Reported: medians over rounds of examples (tokens)/s, and the median in-round ratio to the hand-written step.
@@ -38,9 +37,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
-from aejax.models.topk import topk_code  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -82,11 +78,27 @@ def topk_scatter(pre, k, relu=False):
     return jnp.zeros_like(pre).at[rows, idx].set(vals)
 
 
+def topk_mask_exact(pre, k, relu=True):
+    """The top k of each row by the mask at the k-th value when no row has a tie there, else (`lax.cond`) by
+    `lax.top_k` + scatter: the same code and gradient as `topk_scatter`, without the [B, n] scatter and top_k's
+    scatter-add gradient on the common path. Tried for aejax's `topk_code`; not adopted (README)."""
+    act = jax.nn.relu if relu else (lambda v: v)
+    kept, idx = jax.lax.top_k(jax.lax.stop_gradient(pre), k)
+    keep = pre >= kept[:, -1:]
+    no_ties = jnp.all(jnp.sum(keep, axis=1, dtype=jnp.int32) == k)
+
+    def by_scatter(pre):
+        rows = jnp.arange(pre.shape[0])[:, None]
+        return jnp.zeros_like(pre).at[rows, idx].set(act(jnp.take_along_axis(pre, idx, axis=1)))
+
+    return jax.lax.cond(no_ties, lambda p: jnp.where(keep, act(p), 0.0), by_scatter, pre)
+
+
 def make_hand_step(d: int, n: int, k: int = K, aux_k: int = AUX_K, select: str = "scatter"):
     """(init(key, x_first [B, d]) -> state, step(state, x [N, d], rows [B]) -> state): the TopK SAE with AuxK,
     dead tracking, parallel-gradient removal and unit-norm projection, Adam; pure jax + optax. `select`:
-    "scatter" keeps the top k by `lax.top_k` and a scatter (the textbook form), "aejax" by aejax's `topk_code`
-    (the k-th value's mask); the AuxK selection is `lax.top_k` + scatter in both, as in aejax."""
+    "scatter" keeps the top k by `lax.top_k` and a scatter (the textbook form and aejax's `topk_code`), "mask"
+    by `topk_mask_exact`; the AuxK selection is `lax.top_k` + scatter in both, as in aejax."""
     tx = optax.adam(LR)
 
     def init(key, x_first):
@@ -99,8 +111,8 @@ def make_hand_step(d: int, n: int, k: int = K, aux_k: int = AUX_K, select: str =
         x_n = s * x  # [B, d]
         b = p["b_dec"] + c
         pre = (x_n - b) @ p["W_enc"] + p["b_enc"]  # [B, n]
-        if select == "aejax":
-            code = topk_code(pre, k, relu=True)
+        if select == "mask":
+            code = topk_mask_exact(pre, k, relu=True)
         else:
             code = topk_scatter(pre, k, relu=True)  # Gao et al. eq. 2: ReLU after the top-k
         recon = code @ p["W_dec"] + b
@@ -146,9 +158,9 @@ def hand_row(x_train: np.ndarray, n: int, batch: int, steps: int, select: str = 
     return run
 
 
-def hand_step_for_select(d, n, batch, k, aux_k):
+def hand_step_for_select(d, n, batch, k, aux_k, select="scatter"):
     """For bench_sae_select.py: (step(state, rows), state, [rows]) on random data of the given shape."""
-    init, step = make_hand_step(d, n, k, aux_k)
+    init, step = make_hand_step(d, n, k, aux_k, select)
     rng = np.random.default_rng(0)
     x_dev = jax.device_put(rng.normal(size=(4 * batch, d)).astype(np.float32))
     rows = [jnp.asarray(rng.integers(0, 4 * batch, size=(batch,)), jnp.int32) for _ in range(4)]
@@ -210,7 +222,7 @@ def main():
     ap.add_argument("--steps", type=int, default=40, help="steps of a loop run (the first log window untimed)")
     ap.add_argument("--log_every", type=int, default=10)
     ap.add_argument("--hand_steps", type=int, default=20)
-    ap.add_argument("--only", default="loop K=1,loop auto,hand,hand aejax-select,torch")
+    ap.add_argument("--only", default="loop K=1,loop auto,hand,torch")
     ap.add_argument("--torch", default=None, help="a Python with torch for the PyTorch eager row")
     args = ap.parse_args()
     n = args.expansion * args.d
@@ -224,8 +236,8 @@ def main():
             rows[name], commands[name] = loop_row(data, n, args.batch, args.steps, args.log_every, k)
     if "hand" in wanted:
         rows["hand"] = hand_row(x_train, n, args.batch, args.hand_steps)
-    if "hand aejax-select" in wanted:
-        rows["hand aejax-select"] = hand_row(x_train, n, args.batch, args.hand_steps, select="aejax")
+    if "hand mask" in wanted:
+        rows["hand mask"] = hand_row(x_train, n, args.batch, args.hand_steps, select="mask")
     if "torch" in wanted and args.torch:
         rows["torch"] = torch_row(args.torch, data, n, args.batch, args.hand_steps)
     rates = {name: [] for name in rows}

@@ -5,7 +5,7 @@ of AuxK's k_aux largest dead ones, at the SAE benchmark's shape, by several exac
 
 Forms (each a function pre [B, n] -> code [B, n], differentiated with a fixed random cotangent):
 - "top_k + scatter": `lax.top_k` then the values scattered into zeros (aejax's `topk_code` / `scatter_topk`);
-- "aejax topk_code": aejax/models/topk.py (`lax.top_k`, then the mask below, or the scatter if a row has ties);
+- "top_k + mask, exact": the mask below when no row has a tie at its k-th value, else (`lax.cond`) the scatter;
 - "top_k + mask": `lax.top_k` for the k-th value only, then `where(pre >= kth, relu(pre), 0)` (elementwise, no
   scatter; keeps more than k entries only where a row has ties at its k-th value);
 - "approx_max_k": `lax.approx_max_k(recall_target=0.95)` + scatter (XLA's TPU algorithm; other backends fall back
@@ -16,7 +16,8 @@ Forms (each a function pre [B, n] -> code [B, n], differentiated with a fixed ra
 
 Every form's code is checked against "top_k + scatter" (max abs difference printed) before timing. Rows run
 interleaved in a fresh random order per round; medians in ms. The last rows time one whole hand-written TopK SAE
-training step (benchmarks/bench_sae.py's "hand" step) so the selection's share of a step can be read off.
+training step (benchmarks/bench_sae.py's "hand" step) with each selection and without AuxK, so the selection's
+share of a step can be read off.
 """
 
 import argparse
@@ -30,8 +31,6 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_sae  # noqa: E402
-
-from aejax.models.topk import topk_code  # noqa: E402
 
 
 def scatter_code(vals, idx, n):
@@ -94,7 +93,7 @@ def bisect_mask(pre, k):
 
 FORMS = {
     "top_k + scatter": topk_scatter,
-    "aejax topk_code": lambda pre, k: topk_code(pre, k, relu=True),
+    "top_k + mask, exact": bench_sae.topk_mask_exact,
     "top_k + mask": topk_mask,
     "approx_max_k": approx_scatter,
     "partition + mask": partition_mask,
@@ -140,32 +139,24 @@ def main():
             print(f"{name} ({label}={kk}): max |code - top_k code| = {err:.2e}, mean nnz {nnz:.2f}", flush=True)
             rows[(name, f"{label}={kk}", "fwd")] = timed(fwd, (pre,), args.reps)
             rows[(name, f"{label}={kk}", "fwd+bwd")] = timed(lambda p, g=grad: g(p), (pre,), args.reps)
-    step, state, batches = bench_sae.hand_step_for_select(args.d, args.n, args.batch, args.k, args.aux_k)
-    state = step(state, batches[0])
+    steps = {
+        "whole hand-written TopK SAE step (top_k + scatter, AuxK)": (args.aux_k, "scatter"),
+        "same step, top_k + mask, exact": (args.aux_k, "mask"),
+        "same step (top_k + scatter) without AuxK": (0, "scatter"),
+    }
+    for label, (aux_k, select) in steps.items():
+        step, state, batches = bench_sae.hand_step_for_select(args.d, args.n, args.batch, args.k, aux_k, select)
+        state = [step(state, batches[0])]
 
-    def whole():
-        nonlocal state
-        jax.block_until_ready(state)
-        t = time.perf_counter()
-        for i in range(args.reps):
-            state = step(state, batches[i % len(batches)])
-        jax.block_until_ready(state)
-        return (time.perf_counter() - t) / args.reps * 1e3
+        def whole(step=step, state=state, batches=batches):
+            jax.block_until_ready(state[0])
+            t = time.perf_counter()
+            for i in range(args.reps):
+                state[0] = step(state[0], batches[i % len(batches)])
+            jax.block_until_ready(state[0])
+            return (time.perf_counter() - t) / args.reps * 1e3
 
-    rows[("whole hand-written TopK SAE step (top_k + scatter, AuxK)", "", "step")] = whole
-    step0, state0, _ = bench_sae.hand_step_for_select(args.d, args.n, args.batch, args.k, 0)
-    state0 = step0(state0, batches[0])
-
-    def whole_no_aux():
-        nonlocal state0
-        jax.block_until_ready(state0)
-        t = time.perf_counter()
-        for i in range(args.reps):
-            state0 = step0(state0, batches[i % len(batches)])
-        jax.block_until_ready(state0)
-        return (time.perf_counter() - t) / args.reps * 1e3
-
-    rows[("same step without AuxK", "", "step")] = whole_no_aux
+        rows[(label, "", "step")] = whole
     times = {key: [] for key in rows}
     order = np.random.default_rng(1)
     keys = list(rows)
