@@ -226,8 +226,8 @@ def main():
     ap.add_argument("--torch", default=None, help="a Python with torch for the PyTorch eager row")
     args = ap.parse_args()
     n = args.expansion * args.d
-    tmp = tempfile.mkdtemp(prefix="bench_sae_")
-    data = write_data(tmp, args.d, args.n_train, 4096)
+    tmp = tempfile.TemporaryDirectory(prefix="bench_sae_")  # removed at exit
+    data = write_data(tmp.name, args.d, args.n_train, 4096)
     x_train = np.load(os.path.join(data, "train_x.npy"))
     rows, commands = {}, {}
     wanted = args.only.split(",")

@@ -5,7 +5,7 @@ of AuxK's k_aux largest dead ones, at the SAE benchmark's shape, by several exac
 
 Forms (each a function pre [B, n] -> code [B, n], differentiated with a fixed random cotangent):
 - "top_k + scatter": `lax.top_k` then the values scattered into zeros (aejax's `topk_code` / `scatter_topk`);
-- "top_k + mask, exact": the mask below when no row has a tie at its k-th value, else (`lax.cond`) the scatter;
+- "top_k + mask (exact)": the mask below when no row has a tie at its k-th value, else (`lax.cond`) the scatter;
 - "top_k + mask": `lax.top_k` for the k-th value only, then `where(pre >= kth, relu(pre), 0)` (elementwise, no
   scatter; keeps more than k entries only where a row has ties at its k-th value);
 - "approx_max_k": `lax.approx_max_k(recall_target=0.95)` + scatter (XLA's TPU algorithm; other backends fall back
@@ -93,7 +93,7 @@ def bisect_mask(pre, k):
 
 FORMS = {
     "top_k + scatter": topk_scatter,
-    "top_k + mask, exact": bench_sae.topk_mask_exact,
+    "top_k + mask (exact)": bench_sae.topk_mask_exact,
     "top_k + mask": topk_mask,
     "approx_max_k": approx_scatter,
     "partition + mask": partition_mask,
@@ -141,7 +141,7 @@ def main():
             rows[(name, f"{label}={kk}", "fwd+bwd")] = timed(lambda p, g=grad: g(p), (pre,), args.reps)
     steps = {
         "whole hand-written TopK SAE step (top_k + scatter, AuxK)": (args.aux_k, "scatter"),
-        "same step, top_k + mask, exact": (args.aux_k, "mask"),
+        "same step, top_k + mask (exact)": (args.aux_k, "mask"),
         "same step (top_k + scatter) without AuxK": (0, "scatter"),
     }
     for label, (aux_k, select) in steps.items():
