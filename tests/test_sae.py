@@ -404,3 +404,21 @@ def test_loss_recovered_is_one_for_exact_and_zero_for_zero_ablation():
     np.testing.assert_allclose(sae_metrics.loss_recovered(2.0, 2.75, 5.0)["loss_recovered"], 0.75)
     with pytest.raises(ValueError, match="undefined"):
         sae_metrics.loss_recovered(2.0, 2.1, 2.0)
+
+
+def test_topk_code_with_ties_and_its_gradient_match_numpy():
+    # Rows with ties at the k-th value take the scatter branch, rows without the mask branch: both must keep
+    # exactly the k largest (ties to the lower index, as lax.top_k) with the gradient of the kept entries.
+    rng = np.random.default_rng(0)
+    tied = rng.integers(-3, 4, size=(6, N)).astype(np.float32)
+    cot = rng.normal(size=(6, N)).astype(np.float32)
+    for pre in (tied, data(5, b=6, d=N)):
+        for k, relu in ((3, False), (5, True)):
+            code, vjp = jax.vjp(lambda p, k=k, relu=relu: topk_code(p, k, relu=relu), jnp.asarray(pre))
+            idx = np.argsort(-pre, axis=1, kind="stable")[:, :k]
+            keep = np.zeros(pre.shape, bool)
+            np.put_along_axis(keep, idx, True, axis=1)
+            want = np.where(keep, np.maximum(pre, 0) if relu else pre, 0)
+            np.testing.assert_array_equal(np.asarray(code), want)
+            grad = np.where(keep & ((pre > 0) if relu else True), cot, 0)
+            np.testing.assert_array_equal(np.asarray(vjp(jnp.asarray(cot))[0]), grad)
