@@ -4,7 +4,7 @@ hand-written jitted step of the same SAE and against PyTorch eager (issue 20, pa
   python benchmarks/bench_sae.py [--d 256 --expansion 16 --batch 4096 --rounds 5] \
       [--torch /path/to/torch-venv/bin/python]
 
-The SAE is configs/sae.py's default TopK SAE at d inputs and n = expansion * d latents: ReLU after the top-k
+The SAE is configs/sae.py:mnist's TopK SAE at d inputs and n = expansion * d latents: ReLU after the top-k
 (k = 32), untied, decoder rows kept at unit norm with the gradient component parallel to each row removed,
 pre-encoder bias (b_dec initialised to the geometric median of the first batch), inputs scaled so E||x||^2 = d,
 dead-latent tracking (dead_after = 20,000 examples) and AuxK (k_aux = 256, alpha = 1/32; the top-k_aux selection
@@ -13,7 +13,7 @@ constant 1e-3, batch B. Data: N random vectors (a random linear mix of Gaussians
 `arrays:` dataset (aejax/data/arrays.py) that all three contenders read.
 
 Contenders, each run in every round, in a fresh random order per round:
-- "loop K=1" / "loop auto": `python launch.py --config=configs/sae.py` with overrides (this data, the shape, the
+- "loop K=1" / "loop auto": `python launch.py --config=configs/sae.py:mnist` with overrides (this data, the shape, the
   constant Adam, no reports; evaluation and a checkpoint only at the end) at steps_per_call 1 and 0 (auto); the
   rate is the run's own examples/s (the median over its log windows after the first, which holds compilation),
   read from metrics.jsonl as benchmarks/bench_families.py does;
@@ -40,7 +40,7 @@ import optax
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-K, AUX_K, AUXK_COEFF, DEAD_AFTER, LR = 32, 256, 1 / 32, 20_000, 1e-3  # configs/sae.py's TopK defaults
+K, AUX_K, AUXK_COEFF, DEAD_AFTER, LR = 32, 256, 1 / 32, 20_000, 1e-3  # configs/sae.py:mnist's TopK settings
 
 
 def write_data(root: str, d: int, n_train: int, n_test: int, seed: int = 0) -> str:
@@ -190,7 +190,7 @@ def loop_row(data: str, n: int, batch: int, steps: int, log_every: int, k: int):
             cmd = [
                 sys.executable,
                 os.path.join(ROOT, "launch.py"),
-                "--config=configs/sae.py",
+                "--config=configs/sae.py:mnist",  # the default job on the given arrays (not the LM pipeline)
                 f"--workdir={workdir}",
             ]
             out = subprocess.run(cmd + flags, cwd=ROOT, capture_output=True, text=True)
@@ -199,7 +199,7 @@ def loop_row(data: str, n: int, batch: int, steps: int, log_every: int, k: int):
             return train_rate(workdir)
 
     shown = ["--config.dataset=arrays:<dir>", *flags[1:]]  # the data directory is a fresh temporary one
-    return run, " ".join(["python launch.py --config=configs/sae.py", *shown])
+    return run, " ".join(["python launch.py --config=configs/sae.py:mnist", *shown])
 
 
 def torch_row(python: str, data: str, n: int, batch: int, steps: int):

@@ -6,11 +6,13 @@ autoencoder of Makhzani & Frey (2014).
   python launch.py --config=configs/sae.py:jumprelu                # or batchtopk, gated, relu_l1
   python launch.py --config=configs/sae.py:mnist                   # on digits: 784 -> 1024 latents, k = 32
   python launch.py --config=configs/sae.py:kmakhzani               # digits, 1,000 linear tied units, k = 25, alpha*k
+  python launch.py --config=configs/sae.py:store --config.dataset=activations:/abs/store   # your own activations
   python launch.py --config=configs/sae.py:runlocal --workdir=/tmp/sae      # tiny LM and SAE, a smoke test
   python launch.py --config=configs/sae.py:gated,mnist,runlocal --workdir=/tmp/sae_gated
 
 Variants (comma separated): at most one of "topk" (default), "batchtopk", "jumprelu", "gated", "relu_l1",
-"kmakhzani" (implies "mnist"); "mnist" (digits instead of LM activations); optional "runlocal". The SAE options
+"kmakhzani" (implies "mnist"); "mnist" (digits instead of LM activations) or "store" (any activation store,
+no LM: --config.dataset=activations:<dir>, e.g. vectors written from PyTorch); optional "runlocal". The SAE options
 are the model's attributes in `config.model` (see aejax/models/sae_base.py and the architecture's module), e.g.
 --config.model.aux_k=0 turns AuxK off, and --config.model.resample_every=500 --config.model.resample_until=5000
 resamples dead latents (Bricken et al. 2023, aejax/sae_resample.py). Writes the `sae` report.
@@ -40,7 +42,7 @@ from configs import mnist_ae
 from configs import variants as variants_lib
 
 ARCHITECTURES = ("topk", "batchtopk", "jumprelu", "gated", "relu_l1", "kmakhzani")
-VARIANTS = (*ARCHITECTURES, "mnist", "runlocal")
+VARIANTS = (*ARCHITECTURES, "mnist", "store", "runlocal")
 LM_WORKDIR = os.path.join("runs", "lm")  # shared by every SAE on the LM, so it is trained once
 LAYER = "block_1"  # the residual stream after the middle of the LM's three blocks
 
@@ -109,6 +111,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     arch = variants_lib.one_of(variants, ARCHITECTURES, default="topk")
     runlocal = "runlocal" in variants
     on_digits = "mnist" in variants or arch == "kmakhzani"
+    if on_digits and "store" in variants:
+        raise ValueError(f"configs/sae.py: 'store' (activation vectors) and digits ({arg!r}) exclude each other.")
 
     c = mnist_ae.get_config("runlocal" if runlocal else "")
     c.unlock()
@@ -124,6 +128,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.num_epochs = 50
         c.eval_every = 250
         c.checkpoint_every = 250
+    elif "store" in variants:  # activations written by anything (a PyTorch model, aejax.activations), no LM
+        c.dataset = "activations:/path/to/store"  # --config.dataset=activations:<dir>
     else:
         lm = lm_configs.get_config("runlocal" if runlocal else "")
         lm.unlock()
@@ -142,10 +148,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         # The store lives in the LM's workdir and follows --config.activations.lm_workdir / .layer.
         ref = c.activations.get_ref
         c.dataset = ml_collections.FieldReference("activations:") + ref("lm_workdir") + "/activations/" + ref("layer")
+    if not on_digits:  # activation vectors, from the LM or a store
         c.transforms.scale = "none"
         c.batch_size = 4096
         c.num_epochs = 0
-        c.num_train_steps = 256  # one epoch of the 1M stored tokens
+        c.num_train_steps = 256  # one epoch of the LM's 1M stored tokens
         # 1e-2: at 1e-3 the ReLU + L1, Gated and JumpReLU SAEs barely leave their init in a few hundred steps,
         # and TopK reaches a lower FVU at 1e-2 (experiments/gao_2024 --calibrate)
         c.optimizer.learning_rate = 1e-2
@@ -164,5 +171,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         if not on_digits:
             c.num_train_steps, c.log_every, c.eval_every, c.checkpoint_every = 20, 5, 10, 10
             c.eval_batch_size = 512
-            c.activations.update(max_rows_train=8192, max_rows_test=2048)
+            if "store" not in variants:
+                c.activations.update(max_rows_train=8192, max_rows_test=2048)
     return c.lock()
