@@ -176,7 +176,7 @@ def test_dynamic_binarisation_resamples_every_step_and_is_a_function_of_the_step
 
 
 def test_objectives_registry_lists_known_names():
-    with pytest.raises(KeyError, match="Known objectives: autoencoder, elbo, psd"):
+    with pytest.raises(KeyError, match="Known objectives: autoencoder, elbo, lm, psd"):
         objectives.OBJECTIVES.get("elbo_typo")
 
 
