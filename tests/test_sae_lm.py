@@ -85,6 +85,14 @@ def test_sae_job_refuses_an_unknown_layer_before_training_the_lm(tmp_path):
     assert config.dataset == f"activations:{tmp_path}/lm/activations/block_7"  # the store follows the LM
 
 
+def test_the_store_variant_reads_any_activation_store_without_the_lm():
+    config = sae_config.get_config("store")
+    assert config.trainer == "train" and config.get("activations") is None
+    assert config.dataset.startswith("activations:") and config.model.n_latents == 2048
+    with pytest.raises(ValueError, match="exclude each other"):
+        sae_config.get_config("store,mnist")
+
+
 def test_gao_2024_power_law_fit_and_frontier_interpolation_recover_known_curves():
     from experiments.gao_2024 import run as gao
 
