@@ -8,7 +8,7 @@ The SAE is configs/sae.py:mnist's TopK SAE at d inputs and n = expansion * d lat
 (k = 32), untied, decoder rows kept at unit norm with the gradient component parallel to each row removed,
 pre-encoder bias (b_dec initialised to the geometric median of the first batch), inputs scaled so E||x||^2 = d,
 dead-latent tracking (dead_after = 20,000 examples) and AuxK (k_aux = 256, alpha = 1/32; the top-k_aux selection
-and the AuxK reconstruction are computed every step, as aejax does, and count once latents are dead); Adam at a
+and the AuxK reconstruction are computed only on steps with a dead latent, as aejax's lax.cond does); Adam at a
 constant 1e-3, batch B. Data: N random vectors (a random linear mix of Gaussians plus an offset) written once as an
 `arrays:` dataset (aejax/data/arrays.py) that all three contenders read.
 
@@ -123,9 +123,13 @@ def make_hand_step(d: int, n: int, k: int = K, aux_k: int = AUX_K, select: str =
         if not aux_k:  # no AuxK (bench_sae_select.py: the step without its k_aux selection)
             return jnp.mean(mse), since
         dead = since >= DEAD_AFTER
-        e_hat = topk_scatter(jnp.where(dead[None, :], jax.nn.relu(pre), 0.0), aux_k) @ p["W_dec"]
-        aux = jnp.sum(jnp.square(jax.lax.stop_gradient(residual) - e_hat), axis=1)
-        aux = jnp.where(jnp.any(dead), aux, 0.0)
+
+        def auxk(pre, residual, w_dec):
+            e_hat = topk_scatter(jnp.where(dead[None, :], jax.nn.relu(pre), 0.0), aux_k) @ w_dec
+            return jnp.sum(jnp.square(jax.lax.stop_gradient(residual) - e_hat), axis=1)
+
+        # only on steps with a dead latent, as aejax's auxk_loss (a cond, not a select)
+        aux = jax.lax.cond(jnp.any(dead), auxk, lambda *a: jnp.zeros(x.shape[:1]), pre, residual, p["W_dec"])
         return jnp.mean(mse) + AUXK_COEFF * jnp.mean(aux), since
 
     def step(state, x_all, rows):

@@ -7,7 +7,7 @@ The same computation as bench_sae.py's hand-written jax step, written as the PyT
 (openai/sparse_autoencoder, EleutherAI sparsify): inputs scaled so E||x||^2 = d and b_dec + the geometric median
 of the first batch as pre-encoder bias; pre = (x - b) W_enc + b_enc; `torch.topk` keeps k per row, ReLU, scattered
 into zeros; x_hat = f W_dec + b; loss = mean_B ||x - x_hat||^2 + alpha * mean_B AuxK (the k_aux largest ReLU
-pre-activations of dead latents reconstruct the residual; computed every step, counted once latents are dead);
+pre-activations of dead latents reconstruct the residual; computed only on steps with a dead latent);
 dead latents tracked by examples since last fired; the W_dec gradient's component along each row removed before
 Adam(1e-3) and the rows renormalised after it. Batches drawn from the data by random rows. Prints
 `examples_per_s <float>` (after --warmup untimed steps).
@@ -73,14 +73,12 @@ def main():
             fired = (code != 0).any(0)
             since = torch.where(fired, 0, torch.clamp(since + x_n.shape[0], max=2**30))
             dead = since >= args.dead_after
-        masked = torch.where(dead[None, :], torch.relu(pre), 0.0)
-        avals, aidx = torch.topk(masked, args.aux_k, dim=1)
-        e_hat = torch.zeros_like(pre).scatter(1, aidx, avals) @ W_dec
-        aux = ((residual.detach() - e_hat) ** 2).sum(1)
-        if dead.any():
+        if dead.any():  # AuxK only when some latent is dead, as aejax (a lax.cond) and EleutherAI's sparsify do
+            masked = torch.where(dead[None, :], torch.relu(pre), 0.0)
+            avals, aidx = torch.topk(masked, args.aux_k, dim=1)
+            e_hat = torch.zeros_like(pre).scatter(1, aidx, avals) @ W_dec
+            aux = ((residual.detach() - e_hat) ** 2).sum(1)
             loss = loss + args.auxk_coeff * aux.mean()
-        else:
-            loss = loss + 0.0 * aux.mean()  # computed every step, like the jax steps
         opt.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
