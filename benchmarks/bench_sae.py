@@ -13,8 +13,8 @@ constant 1e-3, batch B. Data: N random vectors (a random linear mix of Gaussians
 `arrays:` dataset (aejax/data/arrays.py) that all three contenders read.
 
 Contenders, each run in every round, in a fresh random order per round:
-- "loop K=1" / "loop auto": `python launch.py --config=configs/sae.py:mnist` with overrides (this data, the shape, the
-  constant Adam, no reports; evaluation and a checkpoint only at the end) at steps_per_call 1 and 0 (auto); the
+- "loop K=1" / "loop auto": `python launch.py --config=configs/sae.py:mnist` with overrides (this data, the shape,
+  the constant Adam, no reports; evaluation and a checkpoint only at the end) at steps_per_call 1 and 0 (auto); the
   rate is the run's own examples/s (the median over its log windows after the first, which holds compilation),
   read from metrics.jsonl as benchmarks/bench_families.py does;
 - "hand": the same computation written directly in jax + optax (below): one `jax.jit` step, state donated, the

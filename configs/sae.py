@@ -1,11 +1,11 @@
-"""Sparse autoencoders (issue 20): TopK, BatchTopK, JumpReLU, Gated and ReLU + L1 SAEs on the residual stream of the
-bundled byte-level language model (the default), or on the bundled 5,000 MNIST digits, and the k-sparse
+"""Sparse autoencoders (issue 20): TopK, BatchTopK, JumpReLU, Gated and ReLU + L1 SAEs on the residual stream of
+the bundled byte-level language model (the default), or on the bundled 5,000 MNIST digits, and the k-sparse
 autoencoder of Makhzani & Frey (2014).
 
-  python launch.py --config=configs/sae.py                         # TopK SAE on the LM's block_1, 128 -> 2048, k = 32
+  python launch.py --config=configs/sae.py                         # TopK on the LM's block_1, 128 -> 2048, k = 32
   python launch.py --config=configs/sae.py:jumprelu                # or batchtopk, gated, relu_l1
   python launch.py --config=configs/sae.py:mnist                   # on digits: 784 -> 1024 latents, k = 32
-  python launch.py --config=configs/sae.py:kmakhzani               # digits, 1,000 linear tied units, k = 25, alpha*k
+  python launch.py --config=configs/sae.py:kmakhzani               # digits, 1,000 linear tied units, k = 25
   python launch.py --config=configs/sae.py:store --config.dataset=activations:/abs/store   # your own activations
   python launch.py --config=configs/sae.py:runlocal --workdir=/tmp/sae      # tiny LM and SAE, a smoke test
   python launch.py --config=configs/sae.py:gated,mnist,runlocal --workdir=/tmp/sae_gated
@@ -147,7 +147,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         )
         # The store lives in the LM's workdir and follows --config.activations.lm_workdir / .layer.
         ref = c.activations.get_ref
-        c.dataset = ml_collections.FieldReference("activations:") + ref("lm_workdir") + "/activations/" + ref("layer")
+        c.dataset = (
+            ml_collections.FieldReference("activations:") + ref("lm_workdir") + "/activations/" + ref("layer")
+        )
     if not on_digits:  # activation vectors, from the LM or a store
         c.transforms.scale = "none"
         c.batch_size = 4096

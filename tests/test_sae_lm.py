@@ -53,7 +53,9 @@ def test_splice_is_clean_for_an_exact_reconstruction_and_zero_ablation_for_a_zer
     tol = dict(rtol=1e-5, atol=1e-5)  # float32 log-softmax over 256 bytes against float64 numpy
     for scale, spliced_ref in ((1.0, clean_ref), (0.0, zero_ref)):
         ce = sae_downstream.spliced_cross_entropy(LM, variables, tokens, layer, _Fixed(scale), {}, batch_size=4)
-        np.testing.assert_allclose([ce["clean"], ce["zero"], ce["spliced"]], [clean_ref, zero_ref, spliced_ref], **tol)
+        np.testing.assert_allclose(
+            [ce["clean"], ce["zero"], ce["spliced"]], [clean_ref, zero_ref, spliced_ref], **tol
+        )
         recovered = sae_metrics.loss_recovered(ce["clean"], ce["spliced"], ce["zero"])["loss_recovered"]
         np.testing.assert_allclose(recovered, scale, atol=1e-4)
 
@@ -68,7 +70,7 @@ def test_top_text_spans_are_the_largest_activations_with_their_bytes():
     spans = sae_downstream.top_text_spans(code, example, position, windows, np.array([0, 2]), m=3)
     best = np.argsort(-code[:, 0])[:3]
     assert [a for a, _ in spans[0]] == pytest.approx(code[best, 0].tolist())
-    for (_, span), row in zip(spans[0], best):
+    for (_, span), row in zip(spans[0], best, strict=True):
         marked = chr(windows[0, row]).replace("\n", "⏎")
         assert f"[[{marked}]]" in span
     assert spans[2] == []

@@ -72,7 +72,9 @@ def text_span(window: np.ndarray, position: int) -> str:
         return s.replace("\n", "⏎").replace("\t", "→").replace("`", "'")
 
     lo, hi = max(0, position - SPAN_BEFORE), min(len(window), position + 1 + SPAN_AFTER)
-    return f"{show(window[lo:position])}[[{show(window[position:position + 1])}]]{show(window[position + 1:hi])}"
+    return (
+        f"{show(window[lo:position])}[[{show(window[position : position + 1])}]]{show(window[position + 1 : hi])}"
+    )
 
 
 def top_text_spans(

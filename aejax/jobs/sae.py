@@ -32,7 +32,9 @@ def store_dir(config: ml_collections.ConfigDict) -> str:
       ValueError: if config.dataset does not name an activation store.
     """
     if not activation_store.is_activations(config.dataset):
-        raise ValueError(f"config.dataset must be '{PREFIX}<dir>' for an SAE on activations, got {config.dataset!r}.")
+        raise ValueError(
+            f"config.dataset must be '{PREFIX}<dir>' for an SAE on activations, got {config.dataset!r}."
+        )
     return config.dataset[len(PREFIX) :]
 
 

@@ -47,7 +47,9 @@ CALIBRATION = {
 }  # fmt: skip
 # JumpReLU's initial threshold at l0_coeff = 1: under Adam at lr 1e-2 the thresholds leave their init within
 # a few dozen steps, so it does not set the final L0 (its L0 moves with l0_coeff, the FRONTIER grid).
-JUMPRELU_INIT = {f"jumprelu_t{t}": ("jumprelu", dict(threshold_init=t, l0_coeff=1.0)) for t in (0.25, 0.5, 0.75, 1.0)}
+JUMPRELU_INIT = {
+    f"jumprelu_t{t}": ("jumprelu", dict(threshold_init=t, l0_coeff=1.0)) for t in (0.25, 0.5, 0.75, 1.0)
+}
 # name -> (its AuxK twin, architecture, overrides): where latents die most here (small k, the widest SAE)
 AUXK = {
     "topk_k32_no_auxk": ("topk_k32", "topk", dict(k=32, aux_k=0)),
@@ -120,7 +122,7 @@ def plot_frontier(done: dict, path: str) -> None:
         pts = sorted((r["sae/l0"], r["sae/fvu"], r["sae/loss_recovered"]) for n, r in done.items() if n in FRONTIER
                      and FRONTIER[n][0] == arch)  # fmt: skip
         if pts:
-            l0, fvu, rec = zip(*pts)
+            l0, fvu, rec = zip(*pts, strict=True)
             axes[0].plot(l0, fvu, "o-", color=f"C{i}", label=arch)
             axes[1].plot(l0, rec, "o-", color=f"C{i}", label=arch)
     axes[0].set(xscale="log", yscale="log", xlabel="L0 (active latents per token)", ylabel="FVU (test)")
@@ -154,7 +156,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default="/tmp/gao_2024")
     parser.add_argument("--data_dir", default=None, help="TFDS data dir (default: TFDS_DATA_DIR)")
-    parser.add_argument("--lm_workdir", default=None, help="the LM run (and its store) to use; default <workdir>/lm")
+    parser.add_argument(
+        "--lm_workdir", default=None, help="the LM run (and its store) to use; default <workdir>/lm"
+    )
     parser.add_argument("--steps", type=int, default=256, help="SAE training steps (one epoch of the 1M tokens)")
     parser.add_argument("--runlocal", action="store_true", help="the tiny LM and 20-step SAEs: a smoke test")
     parser.add_argument("--calibrate", action="store_true", help="only the learning-rate check (CALIBRATION)")
@@ -171,7 +175,12 @@ def main() -> None:
     lines = ["## Frontier (equal width)", "", *HEADER, *(_row(n, done[n]) for n in FRONTIER), ""]
     lines += ["## Dead latents with and without AuxK (TopK)", "", *HEADER]
     lines += [_row(n, done[n]) for name, (twin, _, _) in AUXK.items() for n in (twin, name)] + [""]
-    lines += ["## JumpReLU: the initial threshold (l0_coeff = 1)", "", *HEADER, *(_row(n, done[n]) for n in JUMPRELU_INIT)]
+    lines += [
+        "## JumpReLU: the initial threshold (l0_coeff = 1)",
+        "",
+        *HEADER,
+        *(_row(n, done[n]) for n in JUMPRELU_INIT),
+    ]
     lines.append("")
     points = {arch: [(done[n]["sae/l0"], done[n]["sae/fvu"]) for n in FRONTIER if FRONTIER[n][0] == arch]
               for arch in ("topk", "batchtopk", "jumprelu", "gated", "relu_l1")}  # fmt: skip
@@ -185,18 +194,24 @@ def main() -> None:
         [(done[n]["code_dim"], done[n]["sae/fvu"]) for n in SCALING] + [(done["topk_k32"]["code_dim"],
                                                                          done["topk_k32"]["sae/fvu"])]
     )  # fmt: skip
-    widths, fvus = (np.array(v) for v in zip(*scaling))
+    widths, fvus = (np.array(v) for v in zip(*scaling, strict=True))
     fit = power_law(widths, fvus)
     lines += ["## FVU against width (TopK, k = 32)", "", "| latents | FVU |", "|---|---|"]
     lines += [f"| {int(n)} | {f:.4f} |" for n, f in scaling]
     worst = float(np.max(np.abs(fit[0] * widths ** fit[1] / fvus - 1)))
-    lines += ["", f"Power-law fit FVU = a n^b: a = {fit[0]:.4g}, b = {fit[1]:.4f}; largest relative misfit {worst:.1%}", ""]
+    lines += [
+        "",
+        f"Power-law fit FVU = a n^b: a = {fit[0]:.4g}, b = {fit[1]:.4f}; largest relative misfit {worst:.1%}",
+        "",
+    ]
     plot_frontier(done, os.path.join(args.workdir, "frontier.png"))
     plot_scaling(widths, fvus, fit, os.path.join(args.workdir, "scaling.png"))
     with open(os.path.join(args.workdir, "table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
-        json.dump({"runs": done, "power_law": {"a": fit[0], "b": fit[1], "largest_relative_misfit": worst}}, f, indent=1)
+        json.dump(
+            {"runs": done, "power_law": {"a": fit[0], "b": fit[1], "largest_relative_misfit": worst}}, f, indent=1
+        )
     print("\n".join(lines))
 
 
