@@ -307,11 +307,7 @@ def extract(workdir: str, layer: str, out_dir: str, *, splits: Sequence[str] = (
     if unknown := [s for s in splits if s not in ("train", "test")]:
         raise KeyError(f"Unknown split(s) {unknown}; a run has the splits train, test.")
     config = runs.load_config(workdir)
-    latest = None  # without checkpoints load_run says what the workdir holds instead
-    if os.path.isdir(directory := os.path.join(workdir, "checkpoints")):
-        ckpt = checkpoint.Checkpointer(directory, max_to_keep=config.keep_checkpoints)
-        latest = ckpt.latest_step()
-        ckpt.close()
+    latest = checkpoint.latest_step(workdir)  # None: load_source says what the workdir holds instead
     max_rows = _row_caps(max_rows)
     identity = _identity(workdir, config, latest, layer, max_rows)
     if (done := _existing(out_dir, identity, splits, dtype)) is not None:

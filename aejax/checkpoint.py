@@ -4,6 +4,7 @@ A checkpoint holds the TrainState (params, optimizer state, step, RNG) and a JSO
 the input pipeline is a pure function of the step, so the step is the whole data position.
 """
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -69,6 +70,19 @@ class NoReadableCheckpointError(RuntimeError):
 def _short(error: Exception) -> str:
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
+
+def latest_step(workdir: str) -> int | None:
+    """The newest checkpoint step in `<workdir>/checkpoints`, or None when it holds none (or does not exist; the
+    directory is not created)."""
+    directory = os.path.join(workdir, "checkpoints")
+    if not os.path.isdir(directory):
+        return None
+    ckpt = Checkpointer(directory)
+    try:
+        return ckpt.latest_step()
+    finally:
+        ckpt.close()
 
 
 class Checkpointer:

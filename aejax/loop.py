@@ -342,24 +342,11 @@ def run(
     k, why = resolve_steps_per_call(settings, loader, slow)
     if jax.process_index() == 0 and (k > 1 or slow):
         tqdm.write(f"{desc}: {k} step{'s' if k > 1 else ''} per jitted call ({why})")
+    hooks = dict(project=objective.project, after_update=objective.after_update, norms_every=settings.log_every)
     if k == 1:
-        train_step = ts.make_train_step(
-            objective.loss_fn,
-            tx,
-            mesh,
-            project=objective.project,
-            after_update=objective.after_update,
-            norms_every=settings.log_every,
-        )
+        train_step = ts.make_train_step(objective.loss_fn, tx, mesh, **hooks)
     else:
-        multi_step = ts.make_multi_step(
-            objective.loss_fn,
-            tx,
-            mesh,
-            project=objective.project,
-            after_update=objective.after_update,
-            norms_every=settings.log_every,
-        )
+        multi_step = ts.make_multi_step(objective.loss_fn, tx, mesh, **hooks)
         # Once; batches are gathered on device.
         device_split = sharding.replicate((loader.x, loader.labels, loader.mask), mesh)
     eval_step = ts.make_eval_step(objective.eval_fn, mesh) if eval_data is not None else None

@@ -207,11 +207,7 @@ def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
 
 
 def _latest_step(workdir: str) -> int:
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
-    try:
-        step = ckpt.latest_step()
-    finally:
-        ckpt.close()
+    step = checkpoint.latest_step(workdir)
     if step is None:
         raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint.")
     return step

@@ -297,11 +297,7 @@ def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
         raise ValueError(f"Sequence runs have no per-run reports (asked for {reports!r}); drop --reports.")
     workdir = os.path.abspath(workdir)
     config = runs.load_config(workdir)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
-    try:
-        step = ckpt.latest_step()
-    finally:
-        ckpt.close()
+    step = checkpoint.latest_step(workdir)
     if step is None:
         raise FileNotFoundError(f"{workdir}/checkpoints holds no checkpoint.")
     config = ml_collections.ConfigDict(config.to_dict())
