@@ -28,20 +28,19 @@ def mesh_shape(num_devices: int, data: int = -1, model: int = 1) -> tuple[int, i
       ValueError: if a size is 0 or below -1, both are -1, or data * model != num_devices (or -1 leaves a
         fraction), naming the sizes and the devices.
     """
-    sizes = {"data": data, "model": model}
-    for name, v in sizes.items():
+    for name, v in {"data": data, "model": model}.items():
         if not isinstance(v, (int, np.integer)) or v == 0 or v < -1:
             raise ValueError(f"config.mesh.{name}={v!r} must be a positive integer or -1 (the devices left).")
     if data == -1 and model == -1:
         raise ValueError("config.mesh.data and config.mesh.model cannot both be -1.")
-    known = data * model * (-1 if -1 in (data, model) else 1)
-    if num_devices % known:
-        raise ValueError(
-            f"A mesh data={data} x model={model} does not fit the {num_devices} devices: {known} does not divide "
-            f"{num_devices}."
-        )
-    data = num_devices // known if data == -1 else data
-    model = num_devices // known if model == -1 else model
+    if -1 in (data, model):
+        fixed = data * model * -1
+        if num_devices % fixed:
+            raise ValueError(
+                f"A mesh data={data} x model={model} does not fit the {num_devices} devices: {fixed} does not "
+                f"divide {num_devices}."
+            )
+        data, model = (num_devices // fixed, model) if data == -1 else (data, num_devices // fixed)
     if data * model != num_devices:
         raise ValueError(
             f"A mesh data={data} x model={model} needs {data * model} devices; there are {num_devices} "
