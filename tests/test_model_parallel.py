@@ -106,7 +106,7 @@ def train_on(mesh, name, xs, n=N, **kw):
 @pytest.mark.parametrize(
     "name, kw, meshes",
     [
-        ("topk", dict(k=2, aux_k=4, dead_after=B), MESHES),  # AuxK on: latents die within one batch of 16
+        ("topk", dict(k=2, aux_k=4, dead_after=B, resample_every=2), MESHES),  # AuxK, resampling: dead in 16
         ("batchtopk", dict(k=2), ((1, 1), (2, 2))),  # 2x2: candidates from every data x model block
     ],
 )
@@ -148,8 +148,9 @@ def test_every_per_latent_leaf_of_every_sae_is_split_over_model():
 def test_a_checkpoint_written_on_one_mesh_restores_on_others(tmp_path):
     model = get_model("topk", input_shape=(D,), n_latents=N, k=3)
     tx = optax.adam(1e-2)
-    x = np.random.default_rng(3).normal(size=(B, D)).astype(np.float32)
-    state, _ = train_on(mesh_of(1, 4), "topk", [x], k=3)
+    # A state split over "model" whose values differ from the inits restored into below (another seed).
+    state = build.make_init_fn(model, tx, (D,), mesh_of(1, 4), jax.random.key(1))()
+    assert state.params["W_dec"].sharding.spec == P("model", None)
     ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))
     ckpt.save(1, state, {"step": 1})
     ckpt.wait()
