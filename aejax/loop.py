@@ -85,7 +85,7 @@ class LoopSettings:
       batch_size: global batch size B (for examples/s).
       log_every, eval_every, checkpoint_every: in steps; the last step always logs, evaluates and saves.
       keep_checkpoints: how many of the newest checkpoints orbax keeps.
-      eval_batch_size: rows per evaluation batch (rounded up to a multiple of the devices).
+      eval_batch_size: rows per evaluation batch (rounded up to a multiple of the mesh's "data" axis).
       steps_per_call: K train steps per jitted call (a `lax.scan` over steps, batches gathered on the device
         from the split in device memory); 1 is one dispatch per step; 0 chooses K (`resolve_steps_per_call`).
         A call ends early at the next log, eval or checkpoint step, which therefore happen at the configured
