@@ -4,6 +4,7 @@ optionally steps/s on simulated CPU devices:
 
   python benchmarks/bench_model_parallel.py [--devices 4 --d 256 --widths 4096,16384 --batch 1024 --k 32]
   python benchmarks/bench_model_parallel.py --time --widths 16384 --rounds 5   # + steps/s per mesh
+  python benchmarks/bench_model_parallel.py --hlo --widths 4096   # + the collectives of each compiled step
 
 The state is what the loop's step holds (`aejax.build.make_init_fn`: params, Adam's mu and nu, the "sae_state"
 collection, step, rng), in float32 / int32. Simulated CPU devices share the host's cores and memory, so steps/s
@@ -11,7 +12,9 @@ says whether the sharded step runs, not how fast a GPU/TPU mesh would be.
 """
 
 import argparse
+import collections
 import os
+import re
 import time
 
 # Before jax is imported: simulated CPU devices.
@@ -24,6 +27,7 @@ ap.add_argument("--k", type=int, default=32)
 ap.add_argument("--time", action="store_true", help="also time steps/s per mesh (interleaved rounds)")
 ap.add_argument("--rounds", type=int, default=5)
 ap.add_argument("--steps", type=int, default=5, help="steps per timed round")
+ap.add_argument("--hlo", action="store_true", help="also list the collectives (shape, kind) of each compiled step")
 args = ap.parse_args()
 os.environ["JAX_PLATFORMS"] = "cpu"
 
@@ -86,8 +90,8 @@ def main():
     meshes = [(1, 1)] + meshes
     print(f"d={args.d} batch={args.batch} k={args.k}, Adam, float32; MiB per device unless said")
     print(
-        "| n | data x model | state formula | arguments XLA - (state + batch) formula, bytes | output XLA - state, bytes "
-        "| temp formula | temp XLA |"
+        "| n | data x model | state formula | arguments XLA - (state + batch) formula, bytes "
+        "| output XLA - state, bytes | temp formula | temp XLA |"
     )
     print("|---|---|---|---|---|---|---|")
     runs = {}
@@ -95,7 +99,13 @@ def main():
         for data, model in meshes:
             mesh = sharding.make_mesh(jax.devices()[: data * model], data=data, model=model)
             step, state, batch = build_step(mesh, n)
-            mem = step.lower(state, batch).compile().memory_analysis()
+            compiled = step.lower(state, batch).compile()
+            mem = compiled.memory_analysis()
+            if args.hlo:  # e.g. "f32[256,128]{0,1} all-gather": a [B/D, n] operand here would gather the codes
+                ops = re.findall(
+                    r"= (\S+) (all-gather|all-reduce|reduce-scatter|all-to-all)(?:-start)?\(", compiled.as_text()
+                )
+                print(f"  {data} x {model}:", dict(collections.Counter(f"{s} {k}" for s, k in ops)))
             s, bb = state_bytes(n, args.d, model), batch_bytes(args.batch, args.d, data)
             t = temp_bytes(n, args.d, args.batch, data, model)
             print(

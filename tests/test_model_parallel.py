@@ -58,7 +58,7 @@ def test_sharded_top_k_equals_a_numpy_top_k_with_winners_in_one_shard_and_ties()
     one_shard = random.copy()
     one_shard[:, 8:16] += 10.0  # every winner of every row in the second of four shards
     ties = np.maximum(np.round(random), 0.0)  # many equal values and zeros across shards (as after a ReLU)
-    for mesh in (mesh_of(1, 4), mesh_of(2, 2)):
+    for mesh in (mesh_of(1, 4), mesh_of(2, 2), mesh_of(4, 1)):
         for k, k_total in ((3, 24), (12, 60)):  # 12 > 32 / 4: more winners than one shard's block holds
             xs = [random, one_shard, ties]
             for x, (row, batch) in zip(xs, select_on(mesh, xs, k, k_total), strict=True):

@@ -12,7 +12,7 @@ Sharded, each device holds a block [B / D, n / M] of the pre-activations (D, M: 
   4. each device writes the winners that fall in its own block, so the code stays sharded like the input.
 
 The mesh is the one the step is traced under (`jax.sharding.get_abstract_mesh()`; `aejax.train_step` traces under
-the run's mesh). Without a "model" axis of size > 1 the functions are the plain single-device computation.
+the run's mesh). Without a mesh (or on 1 x 1) the functions are the plain single-device computation.
 """
 
 import jax
@@ -23,8 +23,12 @@ DATA, MODEL = "data", "model"  # the names of aejax.sharding's mesh axes (not im
 
 
 def _axis_sizes(x: jax.Array) -> tuple[int, int] | None:
-    """(D, M) of the current mesh when x [B, n] is to be split over a "model" axis of size M > 1, else None.
-    D is 1 when there is no "data" axis or the batch does not divide over it (e.g. the model's init on one row).
+    """(D, M) of the current mesh for x [B, n], or None when nothing is split (no mesh, or 1 x 1). D is 1 when
+    there is no "data" axis or the batch does not divide over it (e.g. the model's init on one row).
+
+    A data-only mesh (D > 1, M = 1) takes the sharded path too: left to itself, XLA all-gathers the [B, n]
+    pre-activations to every device for a `lax.top_k` of rows split over "data" (seen in the compiled step of a
+    4 x 1 mesh, benchmarks/bench_model_parallel.py --hlo); under shard_map each device selects its own rows.
 
     Raises:
       ValueError: if n does not divide over the "model" axis.
@@ -32,12 +36,11 @@ def _axis_sizes(x: jax.Array) -> tuple[int, int] | None:
     mesh = jax.sharding.get_abstract_mesh()
     shape = dict(mesh.shape) if not mesh.empty else {}
     m = shape.get(MODEL, 1)
-    if m == 1:
-        return None
     if x.shape[1] % m:
         raise ValueError(f"n_latents={x.shape[1]} does not divide over the mesh's model axis of size {m}.")
     d = shape.get(DATA, 1)
-    return (d if x.shape[0] % d == 0 else 1), m
+    d = d if x.shape[0] % d == 0 else 1
+    return None if d == m == 1 else (d, m)
 
 
 def _winners(k: int, vals: jax.Array, *index: jax.Array) -> tuple[jax.Array, ...]:
@@ -72,8 +75,10 @@ def row_topk(x: jax.Array, k: int) -> jax.Array:
     n_local = x.shape[1] // m
 
     def block(xb):  # [b, n/M]
-        kk = min(k, n_local)
-        vals, idx = jax.lax.top_k(xb, kk)  # [b, kk]
+        rows = jnp.arange(xb.shape[0])[:, None]
+        vals, idx = jax.lax.top_k(xb, min(k, n_local))  # [b, kk]
+        if m == 1:  # rows split over "data" only: each device's rows are whole
+            return jnp.zeros_like(xb).at[rows, idx].set(vals)
         offset = jax.lax.axis_index(MODEL) * n_local
         vals = jax.lax.all_gather(vals, MODEL, axis=1, tiled=True)  # [b, M*kk], shard-major
         gidx = jax.lax.all_gather(idx + offset, MODEL, axis=1, tiled=True)
@@ -81,7 +86,6 @@ def row_topk(x: jax.Array, k: int) -> jax.Array:
         local = gidx - offset
         # Winners of other shards go to an out-of-range column and are dropped (a negative index would wrap).
         local = jnp.where((local >= 0) & (local < n_local), local, n_local)
-        rows = jnp.arange(xb.shape[0])[:, None]
         return jnp.zeros_like(xb).at[rows, local].set(vals, mode="drop")
 
     return _sharded(block, x, d)
