@@ -103,7 +103,8 @@ def main():
             mem = compiled.memory_analysis()
             if args.hlo:  # e.g. "f32[256,128]{0,1} all-gather": a [B/D, n] operand here would gather the codes
                 ops = re.findall(
-                    r"= (\S+) (all-gather|all-reduce|reduce-scatter|all-to-all)(?:-start)?\(", compiled.as_text()
+                    r"= (\(.+?\)|\S+) (all-gather|all-reduce|reduce-scatter|all-to-all)(?:-start)?\(",
+                    compiled.as_text(),
                 )
                 print(f"  {data} x {model}:", dict(collections.Counter(f"{s} {k}" for s, k in ops)))
             s, bb = state_bytes(n, args.d, model), batch_bytes(args.batch, args.d, data)
