@@ -110,6 +110,8 @@ def make_init_fn(
             diff = "; ".join(checkpoint.describe_difference(got, want)[:6])
             raise ValueError(f"init_params do not match the model's parameters: {diff}.")
     shardings = sharding.state_shardings(jax.eval_shape(init, init_params), mesh, model.LATENT_AXES)
+    if init_params is None:  # a jitted function of no argument: jax.eval_shape of it keeps the shardings, so a
+        return jax.jit(functools.partial(init, None), out_shardings=shardings)  # restore skips the init's arrays
     # init_params is an argument, not a closed-over constant, so large kernels are not baked into the program.
     return functools.partial(jax.jit(init, out_shardings=shardings), init_params)
 
