@@ -97,7 +97,7 @@ def check_batch_size(global_batch_size: int, mesh: Mesh) -> None:
     n = data_size(mesh)
     if global_batch_size % n:
         raise ValueError(
-            f"batch_size={global_batch_size} does not divide over the mesh's data axis of {n} devices; use a "
+            f"batch_size={global_batch_size} does not divide over {n} devices (the mesh's data axis); use a "
             f"multiple of {n}."
         )
     if global_batch_size % jax.process_count():

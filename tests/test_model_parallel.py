@@ -189,5 +189,5 @@ def test_meshes_that_do_not_fit_and_widths_that_do_not_divide_are_refused_before
     assert not (tmp_path / "run").exists()
     # The batch must divide over the data axis (2), not over all 4 devices.
     sharding.check_batch_size(6, mesh_of(2, 2))
-    with pytest.raises(ValueError, match="batch_size=7 does not divide over the mesh's data axis of 2"):
+    with pytest.raises(ValueError, match=r"batch_size=7 does not divide over 2 devices \(the mesh's data axis\)"):
         sharding.check_batch_size(7, mesh_of(2, 2))
