@@ -23,8 +23,8 @@ DATA, MODEL = "data", "model"  # the names of aejax.sharding's mesh axes (not im
 
 
 def _axis_sizes(x: jax.Array) -> tuple[int, int] | None:
-    """(D, M) of the current mesh for x [B, n], or None when nothing is split (no mesh, or 1 x 1). D is 1 when
-    there is no "data" axis or the batch does not divide over it (e.g. the model's init on one row).
+    """(D, M) of the current ("data", "model") mesh for x [B, n], or None when nothing is split (no such mesh, or
+    1 x 1). D is 1 when the batch does not divide over "data" (e.g. the model's init on one row).
 
     A data-only mesh (D > 1, M = 1) takes the sharded path too: left to itself, XLA all-gathers the [B, n]
     pre-activations to every device for a `lax.top_k` of rows split over "data" (seen in the compiled step of a
@@ -35,11 +35,12 @@ def _axis_sizes(x: jax.Array) -> tuple[int, int] | None:
     """
     mesh = jax.sharding.get_abstract_mesh()
     shape = dict(mesh.shape) if not mesh.empty else {}
-    m = shape.get(MODEL, 1)
+    if set(shape) != {DATA, MODEL}:  # no mesh, or one not made by aejax.sharding.make_mesh: XLA partitions alone
+        return None
+    m = shape[MODEL]
     if x.shape[1] % m:
         raise ValueError(f"n_latents={x.shape[1]} does not divide over the mesh's model axis of size {m}.")
-    d = shape.get(DATA, 1)
-    d = d if x.shape[0] % d == 0 else 1
+    d = shape[DATA] if x.shape[0] % shape[DATA] == 0 else 1
     return None if d == m == 1 else (d, m)
 
 
