@@ -54,12 +54,12 @@ def setup_run(config: ml_collections.ConfigDict, workdir: str):
       (absolute workdir, mesh, train Split, test Split).
 
     Raises:
-      ValueError: if the batch size does not divide over the devices; KeyError / FileNotFoundError for a
-        dataset that is unknown or missing (see `datasets.load_split`).
+      ValueError: if `config.mesh` does not fit the devices or the batch size does not divide over its data
+        axis; KeyError / FileNotFoundError for a dataset that is unknown or missing (see `datasets.load_split`).
     """
+    mesh = sharding.mesh_from_config(config)  # before the workdir: a bad mesh leaves nothing behind
     workdir = os.path.abspath(workdir)
     os.makedirs(workdir, exist_ok=True)
-    mesh = sharding.make_mesh()
     sharding.check_batch_size(config.batch_size, mesh)
     train_split, test_split = load_data(config)
     return workdir, mesh, train_split, test_split
@@ -89,9 +89,12 @@ def make_init_fn(
     """() -> a fresh TrainState on the mesh: the model's variables from split(rng)[0], the state's base key
     split(rng)[1] ("params" replaced by `init_params` when given; other collections such as "batch_stats"
     from the init). The model is initialised on zeros of `input_dtype` (int32 for a byte language model).
+    The state is replicated, except the model's `LATENT_AXES` leaves, split over the mesh's "model" axis
+    (`sharding.state_shardings`); the loop's steps take the shardings of the state this returns.
 
     Raises:
-      ValueError: if `init_params` does not have the model's parameter shapes.
+      ValueError: if `init_params` does not have the model's parameter shapes; for a mesh "model" axis > 1 when
+        the model has no latent axis or its n_latents does not divide over it (before any compute).
     """
     init_rng, state_rng = jax.random.split(rng)
 
@@ -106,8 +109,11 @@ def make_init_fn(
         if got != want:
             diff = "; ".join(checkpoint.describe_difference(got, want)[:6])
             raise ValueError(f"init_params do not match the model's parameters: {diff}.")
+    shardings = sharding.state_shardings(jax.eval_shape(init, init_params), mesh, model.LATENT_AXES)
+    if init_params is None:  # a jitted function of no argument: jax.eval_shape of it keeps the shardings, so a
+        return jax.jit(functools.partial(init, None), out_shardings=shardings)  # restore skips the init's arrays
     # init_params is an argument, not a closed-over constant, so large kernels are not baked into the program.
-    return functools.partial(jax.jit(init, out_shardings=sharding.replicated(mesh)), init_params)
+    return functools.partial(jax.jit(init, out_shardings=shardings), init_params)
 
 
 class Built(NamedTuple):

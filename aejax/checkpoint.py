@@ -159,7 +159,10 @@ class Checkpointer:
             if saved != want:
                 raise IncompatibleCheckpointError(self.directory, step, describe_difference(saved, want))
             try:
-                return self.restore(step, init_fn())
+                # Into the abstract state when it carries the shardings (build.make_init_fn's does): the fresh
+                # state is never allocated beside the restored one, which matters when the state fills the devices.
+                placed = all(leaf.sharding is not None for leaf in jax.tree.leaves(abstract))
+                return self.restore(step, abstract if placed else init_fn())
             except Exception as e:
                 self.skipped[step] = _short(e)
         raise NoReadableCheckpointError(self.directory, self.skipped)

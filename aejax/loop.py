@@ -85,7 +85,7 @@ class LoopSettings:
       batch_size: global batch size B (for examples/s).
       log_every, eval_every, checkpoint_every: in steps; the last step always logs, evaluates and saves.
       keep_checkpoints: how many of the newest checkpoints orbax keeps.
-      eval_batch_size: rows per evaluation batch (rounded up to a multiple of the devices).
+      eval_batch_size: rows per evaluation batch (rounded up to a multiple of the mesh's "data" axis).
       steps_per_call: K train steps per jitted call (a `lax.scan` over steps, batches gathered on the device
         from the split in device memory); 1 is one dispatch per step; 0 chooses K (`resolve_steps_per_call`).
         A call ends early at the next log, eval or checkpoint step, which therefore happen at the configured
@@ -223,7 +223,7 @@ def evaluate(
       state: the TrainState (its params and model_state are read).
       eval_step: `train_step.make_eval_step(objective.eval_fn, mesh)`.
       x: [N, *input_shape] inputs; labels: [N].
-      mesh: the data mesh; batch_size: rows per batch (padded to a multiple of the devices).
+      mesh: the mesh; batch_size: rows per batch (padded to a multiple of its "data" axis).
       seed: seed of the evaluation randomness (stochastic bounds, sampled scores), fixed so evaluation repeats.
       mask: optional [N, T] step validity of variable-length series (`Split.mask`), carried on each batch.
     """
@@ -231,7 +231,7 @@ def evaluate(
     outs = []
     rng = jax.random.key(seed)
     for i, (batch, num_valid) in enumerate(
-        pipeline.eval_batches(x, labels, batch_size=batch_size, multiple_of=mesh.devices.size, mask=mask)
+        pipeline.eval_batches(x, labels, batch_size=batch_size, multiple_of=sharding.data_size(mesh), mask=mask)
     ):
         global_batch = sharding.to_global(sharding.host_rows(batch), mesh)
         out = eval_step(state.params, state.model_state, global_batch, jax.random.fold_in(rng, i))
@@ -292,10 +292,11 @@ def run(
 
     Args:
       settings: steps and intervals.
-      mesh: the data mesh; the state is replicated, batches sharded on "data".
+      mesh: the mesh; batches are sharded on "data", the state as `init_fn` places it (replicated, or the
+        latent axis split over "model").
       objective: loss, eval and projection (`aejax.objectives.Objective`).
       tx: the optax optimizer.
-      init_fn: () -> a fresh TrainState placed on the mesh (jitted with replicated out_shardings).
+      init_fn: () -> a fresh TrainState placed on the mesh (`build.make_init_fn`); the steps use its shardings.
       loader: the training batches, a pure function of the step.
       workdir: where `checkpoints/`, `metrics.jsonl` and `tb/` go; None keeps nothing on disk (a run that
         cannot resume, e.g. the many small DAEs of a score sweep).
@@ -343,13 +344,15 @@ def run(
     if jax.process_index() == 0 and (k > 1 or slow):
         tqdm.write(f"{desc}: {k} step{'s' if k > 1 else ''} per jitted call ({why})")
     hooks = dict(project=objective.project, after_update=objective.after_update, norms_every=settings.log_every)
+    state_sharding = sharding.TreeShardings.of(state)  # init_fn's (a restored state is placed like it)
+    hooks["state_sharding"] = state_sharding
     if k == 1:
         train_step = ts.make_train_step(objective.loss_fn, tx, mesh, **hooks)
     else:
         multi_step = ts.make_multi_step(objective.loss_fn, tx, mesh, **hooks)
         # Once; batches are gathered on device.
         device_split = sharding.replicate((loader.x, loader.labels, loader.mask), mesh)
-    eval_step = ts.make_eval_step(objective.eval_fn, mesh) if eval_data is not None else None
+    eval_step = ts.make_eval_step(objective.eval_fn, mesh, state_sharding) if eval_data is not None else None
     writer = MetricWriter(workdir) if workdir is not None else None
     window, window_start, last, ev = [], start, {}, None
     train_time, t_window, paused, rates = 0.0, time.perf_counter(), 0.0, []

@@ -126,6 +126,23 @@ def update_fn(
     return train_step
 
 
+def under_mesh(fn: Callable, mesh: Mesh) -> Callable:
+    """fn traced under `mesh` (`jax.sharding.get_abstract_mesh()` inside it is the mesh), so the SAEs' top-k
+    (`aejax.models.sae_select`) sees the "model" axis it must select across."""
+
+    @functools.wraps(fn)
+    def wrapped(*args):
+        with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+            return fn(*args)
+
+    return wrapped
+
+
+def _state_sharding(mesh: Mesh, state_sharding: sharding.TreeShardings | None):
+    """The state's shardings as a pytree prefix for jit: the given ones, or replicated (a prefix of any state)."""
+    return sharding.replicated(mesh) if state_sharding is None else state_sharding.tree()
+
+
 @functools.lru_cache(maxsize=64)  # the same (loss, optimizer, mesh) compiles once, e.g. DAEs that differ in seed
 def make_train_step(
     loss_fn: LossFn,
@@ -135,8 +152,12 @@ def make_train_step(
     project: Callable[[Any], Any] | None = None,
     after_update: Callable[..., TrainState] | None = None,
     norms_every: int = 1,
+    state_sharding: sharding.TreeShardings | None = None,
 ):
-    """One data-parallel update (`update_fn`), jitted once with explicit shardings; the old state is donated.
+    """One data-parallel (and, with `state_sharding` split over "model", latent-parallel) update (`update_fn`),
+    jitted once with explicit shardings and traced under `mesh`; the old state is donated.
+
+    `state_sharding`: the state's shardings (`sharding.TreeShardings.of(state)`); None: replicated.
 
     Returns:
       step_fn(state, batch) -> (new_state, metrics): metrics is a dict of replicated scalars with the loss
@@ -145,11 +166,12 @@ def make_train_step(
     Raises:
       ValueError: if norms_every < 1.
     """
-    repl = sharding.replicated(mesh)
+    repl, state = sharding.replicated(mesh), _state_sharding(mesh, state_sharding)
+    update = update_fn(loss_fn, tx, project=project, after_update=after_update, norms_every=norms_every)
     return jax.jit(
-        update_fn(loss_fn, tx, project=project, after_update=after_update, norms_every=norms_every),
-        in_shardings=(repl, sharding.batch_sharded(mesh)),
-        out_shardings=(repl, repl),
+        under_mesh(update, mesh),
+        in_shardings=(state, sharding.batch_sharded(mesh)),
+        out_shardings=(state, repl),
         donate_argnums=0,
     )
 
@@ -199,6 +221,7 @@ def make_multi_step(
     project: Callable[[Any], Any] | None = None,
     after_update: Callable[..., TrainState] | None = None,
     norms_every: int = 1,
+    state_sharding: sharding.TreeShardings | None = None,
 ):
     """K updates in one jitted call (`jax.lax.scan` of `update_fn` over steps), with each step's batch gathered
     on the device from a split kept in device memory, so nothing crosses from the host per step but K * B row
@@ -209,7 +232,8 @@ def make_multi_step(
       multi_step(state, x [N, ...], labels [N], mask [N, T] or None, indices [K, B] int32) -> (new_state,
       metrics {name: [K]}): x, labels and mask (`Split.mask`) replicated (the whole split on every device; each
       device computes only its rows of each batch), indices the global batch rows of the K steps; K is the
-      leading size of `indices` (a new K compiles once more). The old state is donated.
+      leading size of `indices` (a new K compiles once more). The old state is donated; `state_sharding` as in
+      `make_train_step`.
 
     Raises:
       ValueError: if norms_every < 1.
@@ -224,8 +248,13 @@ def make_multi_step(
 
         return jax.lax.scan(one, state, indices)
 
-    repl = sharding.replicated(mesh)
-    return jax.jit(multi_step, in_shardings=(repl,) * 5, out_shardings=(repl, repl), donate_argnums=0)
+    repl, state = sharding.replicated(mesh), _state_sharding(mesh, state_sharding)
+    return jax.jit(
+        under_mesh(multi_step, mesh),
+        in_shardings=(state, *(repl,) * 4),
+        out_shardings=(state, repl),
+        donate_argnums=0,
+    )
 
 
 def window_means(window: list[dict]) -> dict[str, float]:
@@ -239,7 +268,12 @@ def window_means(window: list[dict]) -> dict[str, float]:
     return out
 
 
-def make_eval_step(eval_fn: Callable[..., EvalOutput], mesh: Mesh):
-    """Jitted per-example evaluation: (params, model_state, batch, rng) -> EvalOutput sharded like the batch."""
+def make_eval_step(
+    eval_fn: Callable[..., EvalOutput], mesh: Mesh, state_sharding: sharding.TreeShardings | None = None
+):
+    """Jitted per-example evaluation: (params, model_state, batch, rng) -> EvalOutput sharded like the batch
+    (rows over "data"; the code's latents gathered whole). `state_sharding` as in `make_train_step`."""
     repl, data = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-    return jax.jit(eval_fn, in_shardings=(repl, repl, data, repl), out_shardings=data)
+    state = _state_sharding(mesh, state_sharding)
+    params, model_state = (repl, repl) if state_sharding is None else (state.params, state.model_state)
+    return jax.jit(under_mesh(eval_fn, mesh), in_shardings=(params, model_state, data, repl), out_shardings=data)

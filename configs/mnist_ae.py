@@ -79,6 +79,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Train steps per jitted call (a lax.scan over steps, batches gathered on the device): 1 is one dispatch per
     # step; 0 ("auto") is the largest divisor of the log/eval/checkpoint intervals up to 32 (aejax/loop.py).
     c.steps_per_call = 0
+    # The device mesh, data x model (aejax/sharding.py): batches split over "data"; an SAE's latents split over
+    # "model" (--config.mesh.model=8 on an 8-GPU host). -1: the devices left. Must fit jax.devices() exactly.
+    c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
     # reports: comma-separated modules of aejax/analysis/reports run after training (e.g. "sparsity").
     c.analysis = ml_collections.ConfigDict(dict(pca_baseline=True, embedding="tsne", reports=""))
 

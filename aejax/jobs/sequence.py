@@ -147,7 +147,7 @@ def train(config: ml_collections.ConfigDict, data: SequenceData, workdir: str, *
     """Trains `config.model_name` on data.train through the one loop (resuming from the workdir's newest
     checkpoint; nothing is trained when it already holds the config's steps); returns (model, variables,
     likelihood, objective, loop result, mesh). `write_config=False` leaves the workdir's config.json as it is."""
-    mesh = sharding.make_mesh()
+    mesh = sharding.mesh_from_config(config)  # model > 1 is refused by make_init_fn: no latent axis here
     ndev = mesh.devices.size
     n = len(data.train.x)
     batch = min(config.batch_size, n - n % ndev)  # one-class subsets can be smaller than the batch

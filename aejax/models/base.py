@@ -1,7 +1,7 @@
 """The interface every autoencoder implements, and the typed output of its forward pass."""
 
 import abc
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import flax.struct
@@ -38,7 +38,13 @@ class AbstractAutoencoder(nn.Module, abc.ABC):
     training (dropout active, BatchNorm on batch statistics, which then must be applied with
     `mutable=["batch_stats"]`), `train=False` at evaluation (running averages, no dropout). Dropout draws from
     the "dropout" rng stream.
+
+    `LATENT_AXES` {leaf name: axis}: the leaves (parameters, mutable state and their optimizer moments) whose
+    axis of size `n_latents` may be split over the mesh's "model" axis (`aejax.sharding.state_shardings`); empty:
+    the model cannot be sharded over "model".
     """
+
+    LATENT_AXES: ClassVar[dict[str, int]] = {}
 
     @abc.abstractmethod
     def encode(self, x: jax.Array, *, train: bool = False) -> jax.Array:

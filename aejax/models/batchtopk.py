@@ -11,15 +11,14 @@ training step theta = 0 (plain ReLU).
 import jax
 import jax.numpy as jnp
 
-from aejax.models import MODELS
+from aejax.models import MODELS, sae_select
 from aejax.models.sae_base import STATE, AbstractSparseAutoencoder, check_k
 
 
 def batch_topk_code(pre: jax.Array, k: int) -> jax.Array:
-    """The k*B largest entries of ReLU(pre [B, n]) over the whole batch, others 0. Returns [B, n]."""
-    acts = jax.nn.relu(pre).reshape(-1)
-    vals, idx = jax.lax.top_k(acts, k * pre.shape[0])
-    return jnp.zeros_like(acts).at[idx].set(vals).reshape(pre.shape)
+    """The k*B largest entries of ReLU(pre [B, n]) over the whole batch, others 0 (exact also when pre is sharded
+    over the mesh, `sae_select.batch_topk`). Returns [B, n]."""
+    return sae_select.batch_topk(jax.nn.relu(pre), k * pre.shape[0])
 
 
 @MODELS.register("batchtopk")

@@ -15,6 +15,8 @@ Loss terms "l1" and "aux" per example, normalised units. Parameters: `W_enc` (= 
 `r_mag` [n], `b_mag` [n] besides `W_dec`, `b_dec`.
 """
 
+from typing import ClassVar
+
 import jax
 import jax.numpy as jnp
 
@@ -33,6 +35,8 @@ class GatedSAE(AbstractSparseAutoencoder):
     Raises:
       ValueError: at construction, for l1_coeff < 0.
     """
+
+    LATENT_AXES: ClassVar[dict[str, int]] = {**AbstractSparseAutoencoder.LATENT_AXES, "r_mag": 0, "b_mag": 0}
 
     l1_coeff: float = 5.0
 

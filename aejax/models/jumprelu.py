@@ -17,6 +17,7 @@ theta = 0.001, inputs normalised to E||x||^2 = d.
 """
 
 from functools import partial
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -84,6 +85,8 @@ class JumpReLUSAE(AbstractSparseAutoencoder):
     Raises:
       ValueError: at construction, for bandwidth <= 0, threshold_init <= 0 or l0_coeff < 0.
     """
+
+    LATENT_AXES: ClassVar[dict[str, int]] = {**AbstractSparseAutoencoder.LATENT_AXES, "log_threshold": 0}
 
     l0_coeff: float = 1e-3
     bandwidth: float = 1e-3

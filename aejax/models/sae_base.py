@@ -27,6 +27,7 @@ optimizer or the trainer.
 
 import abc
 from collections.abc import Sequence
+from typing import ClassVar
 
 import flax.linen as nn
 import flax.struct
@@ -34,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aejax.models import sae_select
 from aejax.models.base import AbstractAutoencoder, AutoencoderOutput
 
 STATE = "sae_state"  # the mutable collection: dead counts, input scale, data centre (+ BatchTopK threshold)
@@ -136,6 +138,9 @@ class AbstractSparseAutoencoder(AbstractAutoencoder):
       resample_until: the last step at which resampling may happen (0 = until the end of training).
       resample_encoder_scale: a resampled encoder row's norm as a fraction of the mean alive row's (their 0.2).
     """
+
+    # Encoder columns, decoder rows and per-latent state split over the mesh's "model" axis (aejax.sharding).
+    LATENT_AXES: ClassVar[dict[str, int]] = {"W_enc": 1, "b_enc": 0, "W_dec": 0, "examples_since_fired": 0}
 
     input_shape: Sequence[int]
     n_latents: int = 1024
@@ -290,8 +295,7 @@ def auxk_loss(pre: jax.Array, dead: jax.Array, residual: jax.Array, w_dec: jax.A
 
     def loss(pre, dead, residual, w_dec):
         masked = jnp.where(dead[None, :], jax.nn.relu(pre), 0.0)  # [B, n]
-        vals, idx = jax.lax.top_k(masked, k_aux)
-        e_hat = scatter_topk(vals, idx, pre.shape[1]) @ w_dec
+        e_hat = sae_select.row_topk(masked, k_aux) @ w_dec  # exact also with n sharded over "model"
         return jnp.sum(jnp.square(residual - e_hat), axis=1)
 
     def none_dead(pre, dead, residual, w_dec):

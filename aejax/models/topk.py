@@ -10,17 +10,18 @@ Sparsity is the constraint itself: no penalty term.
 
 import jax
 
-from aejax.models import MODELS
-from aejax.models.sae_base import AbstractSparseAutoencoder, check_k, scatter_topk
+from aejax.models import MODELS, sae_select
+from aejax.models.sae_base import AbstractSparseAutoencoder, check_k
 
 
 def topk_code(pre: jax.Array, k: int, *, relu: bool) -> jax.Array:
     """The k largest entries of each row of pre [B, n] (by value), others 0; ReLU after the top-k if relu.
 
-    `jax.lax.top_k` per example: exactly k entries are kept (ties broken by index). Returns [B, n].
+    `jax.lax.top_k` per example: exactly k entries are kept (ties broken by index), also when n is sharded over
+    the mesh's "model" axis (`sae_select.row_topk`). Returns [B, n].
     """
-    vals, idx = jax.lax.top_k(pre, k)  # [B, k]
-    return scatter_topk(jax.nn.relu(vals) if relu else vals, idx, pre.shape[1])
+    code = sae_select.row_topk(pre, k)  # ReLU after the scatter: the zeros it adds stay zero
+    return jax.nn.relu(code) if relu else code
 
 
 @MODELS.register("topk")
