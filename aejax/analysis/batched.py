@@ -47,7 +47,9 @@ def batched_apply(
       *args: pytrees passed whole (replicated) to every call, e.g. the model's variables; as arguments rather
         than closed-over constants, they are not baked into (and do not slow) the compiled program.
       batch_size: rows per call, rounded up to a multiple of the mesh's devices (`padded_batch_size`).
-      mesh: the data mesh (default: `sharding.make_mesh()`, every device).
+      mesh: the data mesh (default: this process's devices, `jax.local_devices()`: the analyses run on process 0
+        alone, and a mesh over every process's devices would wait for the others). Given a multi-process mesh,
+        every process must call with the same arguments, each contributing its rows (`sharding.host_rows`).
       rng: if given, chunk i receives `jax.random.fold_in(rng, i)`, the convention of `loop.evaluate`.
 
     Returns:
@@ -62,10 +64,12 @@ def batched_apply(
         raise ValueError("batched_apply needs at least one row.")
     if any(len(leaf) != n for leaf in leaves):
         raise ValueError(f"Every leaf of x needs the same number of rows, got {[len(a) for a in leaves]}.")
-    mesh = mesh or sharding.make_mesh()
+    mesh = mesh or sharding.make_mesh(jax.local_devices())
+    collective = mesh.is_multi_process
+    hosts = jax.process_count() if collective else 1
     size = padded_batch_size(batch_size, mesh.devices.size)
     # sharding.host_rows splits a chunk's rows evenly over the hosts.
-    size = padded_batch_size(size, mesh.devices.size * jax.process_count())
+    size = padded_batch_size(size, mesh.devices.size * hosts)
     rows, whole = sharding.batch_sharded(mesh), sharding.replicated(mesh)
     num_args = len(args) + (rng is not None)
     jfn = jax.jit(fn, in_shardings=(rows,) + (whole,) * num_args, out_shardings=rows)
@@ -74,11 +78,11 @@ def batched_apply(
     for i, start in enumerate(range(0, n, size)):
         chunk = jax.tree.map(lambda a, s=start: _pad_rows(np.asarray(a[s : s + size]), size), x)
         key = () if rng is None else (sharding.replicate(jax.random.fold_in(rng, i), mesh),)
-        out = jfn(sharding.to_global(sharding.host_rows(chunk), mesh), *key, *args)
-        # Batch-sharded outputs span every process's devices: gather them whole onto each host.
-        out = (
-            multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
-        )
+        if collective:  # batch-sharded outputs span every process's devices: gather them whole onto each host
+            out = jfn(sharding.to_global(sharding.host_rows(chunk), mesh), *key, *args)
+            out = multihost_utils.process_allgather(out, tiled=True)
+        else:
+            out = jax.device_get(jfn(jax.device_put(chunk, rows), *key, *args))
         valid = min(size, n - start)
         outs.append(jax.tree.map(lambda a, v=valid: np.asarray(a)[:v], out))
     return jax.tree.map(lambda *chunks: np.concatenate(chunks), *outs)
