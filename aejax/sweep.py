@@ -1,0 +1,264 @@
+"""Many SAEs from one pass (issue 21): S sparse autoencoders that differ in k, a sparsity coefficient or the init
+seed, trained by ONE jitted step on the same batch (`jax.vmap` over stacked parameters and hyperparameters).
+
+    config.sweep = "k=8,16,32,64"                   # one axis; "l1_coeff=0.5,1,2;seed=0,1" is the grid of two
+
+The sweep is an objective and an optimizer wrapper, so the one loop, train step, checkpoints and NaN checks are
+those of every run:
+- the state is one TrainState whose params, model_state and opt_state have a leading member axis S, initialised
+  by vmapping the model's init over the members' keys (member i's init is exactly its single run's:
+  `split(key(seed_i))`);
+- the optimizer is the member optimizer vmapped (`stacked_optimizer`), so each member keeps its own Adam moments
+  and schedule count, and clipping or weight decay stay per member;
+- the loss is the SUM of the members' losses, the member loss vmapped over (params, model_state) with the batch
+  shared: d(sum)/d(params_i) is member i's gradient, so each member takes exactly the step of its own run (up to
+  the reassociation of batched matrix products);
+- the swept hyperparameters are traced inputs, not static attributes: every member's model_state carries the
+  collection `sae_base.HPARAMS` ({"k": [], "l1_coeff": [], ...} plus the member's base key "rng"), which the
+  modules read instead of their attribute (`AbstractSparseAutoencoder.hparam`). The one model built (the
+  "template") has the sweep's largest k, the static size of lax.top_k; a member keeps the first k of those sorted
+  values, the same latents as its own top-k. Carrying the values in the state (rather than cloning the module with
+  tracers) leaves the modules' validation and single-model code untouched, checkpoints them with the run, and
+  makes evaluation read them with no extra argument.
+- metrics are per-member scalars "<member>/<metric>" (e.g. "k=8/loss/mse"), so a non-finite value names the
+  member and the term; "loss", "grad_norm" and "param_norm" are over the whole sweep.
+
+What vmap cannot share: every member's FLOPs. A `lax.cond` whose predicate differs per member (AuxK's "any latent
+dead?") becomes a select under vmap, so AuxK is computed for every member on every step once aux_k > 0; dead-latent
+resampling (`resample_every`) is refused in a sweep.
+"""
+
+import copy
+import itertools
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from aejax import sharding
+from aejax import train_step as ts
+from aejax.models import get_model
+from aejax.models.sae_base import HPARAMS, AbstractSparseAutoencoder
+from aejax.objectives import EvalOutput, Objective
+
+SEED = "seed"
+# Swept name -> the model names that have it (seed: every model; it is config.seed, not a model attribute).
+SWEEPABLE = {
+    "k": ("topk", "batchtopk"),
+    "l1_coeff": ("relu_l1", "gated"),
+    "l0_coeff": ("jumprelu",),
+    SEED: None,
+}
+RNG = "rng"  # a member's base key data [2] in its HPARAMS collection (its single run's TrainState.rng)
+
+
+class Member(NamedTuple):
+    """One model of a sweep.
+
+    Attributes:
+      name: "k=8" or "l1_coeff=1.0,seed=1": the member's metric prefix and directory name.
+      hparams: {swept name: value}.
+      config: the member's own config (config.sweep cleared, the swept values set): what a single run of the
+        member would be launched with, and what its member directory's config.json holds.
+    """
+
+    name: str
+    hparams: dict
+    config: ml_collections.ConfigDict
+
+
+def _number(name: str, text: str):
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"config.sweep: {name}={text!r} is not a number.") from None
+    if name in ("k", SEED):
+        if value != int(value):
+            raise ValueError(f"config.sweep: {name} must be an integer, got {text!r}.")
+        return int(value)
+    return value
+
+
+def parse_sweep(spec) -> dict[str, list]:
+    """The axes of a sweep spec: "k=8,16,32" -> {"k": [8, 16, 32]}; axes separated by ";" form a grid; a dict or
+    ConfigDict {"k": (8, 16, 32)} is accepted as is.
+
+    Raises:
+      ValueError: for an empty spec or axis, a malformed axis, a non-number, or a repeated value.
+      KeyError: for a name that cannot be swept, listing the sweepable ones.
+    """
+    if isinstance(spec, (dict, ml_collections.ConfigDict)):
+        items = [
+            (str(k), [str(v) for v in (vs if isinstance(vs, (list, tuple)) else [vs])]) for k, vs in spec.items()
+        ]
+    else:
+        items = []
+        for axis in str(spec or "").split(";"):
+            name, sep, values = axis.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"config.sweep={spec!r}: each axis is name=v1,v2,... (axes separated by ';').")
+            items.append((name.strip(), [v.strip() for v in values.split(",") if v.strip()]))
+    if not items:
+        raise ValueError("config.sweep is empty: give e.g. 'k=8,16,32'.")
+    axes = {}
+    for name, values in items:
+        if name not in SWEEPABLE:
+            raise KeyError(f"config.sweep: {name!r} cannot be swept. Sweepable: {', '.join(SWEEPABLE)}.")
+        if name in axes:
+            raise ValueError(f"config.sweep names {name!r} twice.")
+        if not values:
+            raise ValueError(f"config.sweep: the axis {name!r} has no values.")
+        parsed = [_number(name, v) for v in values]
+        if len(set(parsed)) != len(parsed):
+            raise ValueError(f"config.sweep: {name} repeats a value: {values}.")
+        axes[name] = parsed
+    return axes
+
+
+def _model_axis(config) -> int:
+    mesh = config.get("mesh")
+    if isinstance(mesh, (dict, ml_collections.ConfigDict)):
+        return int(mesh.get("model", 1) or 1)
+    return 1
+
+
+def members(config: ml_collections.ConfigDict) -> list[Member]:
+    """The members of `config.sweep` (the grid of its axes, first axis slowest), each with its own config.
+
+    Raises:
+      KeyError / ValueError: from `parse_sweep`; ValueError if the model has no such hyperparameter (naming the
+        sweepable ones for it), or for a mesh with a model axis > 1 (sharded latents are not vmapped yet).
+    """
+    axes = parse_sweep(config.get("sweep"))
+    if _model_axis(config) > 1:
+        raise ValueError(
+            "config.sweep with a model axis > 1 in config.mesh (latents sharded across devices) is not supported "
+            "yet: train the members separately, or sweep on a data-only mesh."
+        )
+    model_name = config.model_name
+    for name in axes:
+        if SWEEPABLE[name] is not None and model_name not in SWEEPABLE[name]:
+            can = [n for n, models in SWEEPABLE.items() if models is None or model_name in models]
+            raise ValueError(
+                f"config.sweep sweeps {name!r}, which model {model_name!r} does not have; sweepable for it: "
+                f"{', '.join(can)}."
+            )
+    out = []
+    for values in itertools.product(*axes.values()):
+        hparams = dict(zip(axes, values, strict=True))
+        c = copy.deepcopy(config)
+        c.sweep = ""
+        for name, value in hparams.items():
+            if name == SEED:
+                c.seed = value
+            else:
+                c.model[name] = value
+        out.append(Member(",".join(f"{k}={v}" for k, v in hparams.items()), hparams, c.lock()))
+    return out
+
+
+def template_config(ms: Sequence[Member]) -> ml_collections.ConfigDict:
+    """The config whose model is the sweep's one model: the member with the largest k (others: the first)."""
+    if "k" in ms[0].hparams:
+        return max(ms, key=lambda m: m.hparams["k"]).config
+    return ms[0].config
+
+
+def check_models(ms: Sequence[Member], input_shape) -> None:
+    """Builds every member's model (its own validation: k <= n_latents, coefficients >= 0) before any compute.
+
+    Raises:
+      ValueError: from a member's model, prefixed with the member's name; if the model resamples dead latents.
+    """
+    for m in ms:
+        try:
+            model = get_model(m.config.model_name, input_shape=tuple(input_shape), **m.config.model)
+        except (ValueError, KeyError) as e:
+            raise type(e)(f"sweep member {m.name}: {e}") from e
+        if not isinstance(model, AbstractSparseAutoencoder):
+            raise TypeError(f"config.sweep trains sparse autoencoders, got {type(model).__name__}.")
+        if model.resample_every:
+            raise ValueError(
+                "config.sweep does not resample dead latents (model.resample_every > 0): a sweep vmaps its "
+                "members and resampling is a per-member data-dependent rewrite of the optimizer state; use AuxK "
+                "(aux_k)."
+            )
+
+
+def _hparam_arrays(ms: Sequence[Member]) -> dict[str, jax.Array]:
+    """{swept model hyperparameter: [S]} (the seed is not a model input)."""
+    names = [n for n in ms[0].hparams if n != SEED]
+    return {n: jnp.asarray([m.hparams[n] for m in ms], jnp.int32 if n == "k" else jnp.float32) for n in names}
+
+
+def stacked_optimizer(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+    """The member optimizer `tx` vmapped over the leading member axis of params, gradients and state: member i's
+    state evolves exactly as in its own run (moments, schedule count, clipping of its own gradient norm)."""
+    return optax.GradientTransformation(jax.vmap(tx.init), jax.vmap(tx.update))
+
+
+def make_init_fn(template: AbstractSparseAutoencoder, tx, ms: Sequence[Member], input_shape, mesh):
+    """() -> the stacked TrainState on the mesh: member i's variables from split(key(seed_i))[0] (as
+    `build.make_init_fn` of its own run), its base key split(...)[1] and swept values in its HPARAMS collection,
+    its optimizer state `tx.init` (tx the member optimizer). params, model_state, opt_state leaves: [S, ...]."""
+    keys = jnp.stack([jax.random.key_data(jax.random.key(m.config.seed)) for m in ms])  # [S, 2]
+    hparams = _hparam_arrays(ms)
+
+    def init(keys, hparams):
+        def one(key_data, hp):
+            init_rng, state_rng = jax.random.split(jax.random.wrap_key_data(key_data))
+            variables = template.init(init_rng, jnp.zeros((1, *input_shape), jnp.float32))
+            model_state = {k: v for k, v in variables.items() if k != "params"}
+            model_state[HPARAMS] = {**hp, RNG: jax.random.key_data(state_rng)}
+            return variables["params"], model_state, tx.init(variables["params"])
+
+        params, model_state, opt_state = jax.vmap(one)(keys, hparams)
+        return ts.TrainState(jnp.zeros((), jnp.int32), params, model_state, opt_state, keys[0])
+
+    return lambda: jax.jit(init, out_shardings=sharding.replicated(mesh))(keys, hparams)
+
+
+def stacked_objective(objective: Objective, names: Sequence[str]) -> Objective:
+    """The sweep's objective from the template model's (`objectives.sae`).
+
+    loss_fn: the sum of the members' losses; metrics "<name>/<metric>" for each member's metrics and its loss.
+    eval_fn: metrics "<name>/<metric>" [B] of every member; the code is [B, 0] (each member's codes are
+      evaluated in its own directory after training, `aejax.jobs.sae_sweep`, not held S times here).
+    project: the member's projection vmapped. after_update: none (resampling is refused, `check_models`).
+    """
+
+    def loss_fn(params, model_state, batch, rng, step):
+        del rng  # each member draws from its own key, as its own run does
+
+        def one(p, s):
+            key = jax.random.fold_in(jax.random.wrap_key_data(s[HPARAMS][RNG]), step)
+            loss, (metrics, new_state) = objective.loss_fn(p, s, batch, key, step)
+            return loss, metrics, new_state
+
+        losses, metrics, new_state = jax.vmap(one)(params, model_state)
+        flat = {f"{name}/loss": losses[i] for i, name in enumerate(names)}
+        flat.update({f"{name}/{k}": v[i] for k, v in metrics.items() for i, name in enumerate(names)})
+        return jnp.sum(losses), (flat, new_state)
+
+    def eval_fn(params, model_state, batch, rng):
+        out = jax.vmap(lambda p, s: objective.eval_fn(p, s, batch, rng).metrics)(params, model_state)
+        flat = {f"{name}/{k}": v[i] for k, v in out.items() for i, name in enumerate(names)}
+        return EvalOutput(metrics=flat, code=jnp.zeros((batch.x.shape[0], 0), jnp.float32))
+
+    project = None if objective.project is None else jax.vmap(objective.project)
+    return Objective(loss_fn, eval_fn, project, None)
+
+
+def member_state(state: ts.TrainState, i: int) -> ts.TrainState:
+    """Member i's own TrainState (host arrays): what its single run's checkpoint holds at the same step."""
+    take = lambda tree: jax.tree.map(lambda a: np.asarray(a)[i], jax.device_get(tree))  # noqa: E731
+    model_state = take(state.model_state)
+    rng = model_state.pop(HPARAMS)[RNG]
+    return ts.TrainState(
+        step=np.asarray(jax.device_get(state.step)), params=take(state.params), model_state=model_state,
+        opt_state=take(state.opt_state), rng=rng,
+    )  # fmt: skip
