@@ -18,7 +18,10 @@ import jax
 import matplotlib
 import ml_collections
 
-from aejax import build, checkpoint, loop, runs, sweep, train
+from aejax import build, checkpoint, loop, objectives, runs, sweep, train
+from aejax import train_step as ts
+from aejax.analysis import reports as reports_lib
+from aejax.analysis import run_analysis
 from aejax.metric_writer import read_metrics
 
 matplotlib.use("Agg")
@@ -97,31 +100,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     step = int(result.state.step)
     rows = read_metrics(workdir)
     for i, m in enumerate(ms):
-        d = member_dir(workdir, m.name)
-        _write_member(m, d, sweep.member_state(result.state, i), step, b.loader.state(step), rows, table)
+        state = sweep.member_state(result.state, i)
+        data = (mesh, train_split, test_split)
+        _write_member(m, member_dir(workdir, m.name), state, b.loader.state(step), rows, table, data)
     return write_table(config, workdir, ms, table)
 
 
-def _write_member(m: sweep.Member, d: str, state, step: int, data_state, rows: list[dict], table: dict) -> None:
-    """Member m as a finished run in d: checkpoint, config.json, metrics.jsonl, results.json, the reports."""
+def _write_member(m: sweep.Member, d: str, state, data_state, rows: list[dict], table: dict, data) -> None:
+    """Member m as a finished run in d: checkpoint, config.json, metrics.jsonl, results.json, the reports.
+
+    `data` is (mesh, train_split, test_split) of the sweep, so the members' evaluations and reports read the data
+    once (at LM scale the store's million vectors, not S times); the result is what `train.reanalyse` writes."""
+    mesh, train_split, test_split = data
+    step = int(state.step)
     os.makedirs(d, exist_ok=True)
-    if jax.process_index() == 0:
-        build.write_config(m.config, d)
-        prefix = m.name + "/"
-        with open(os.path.join(d, "metrics.jsonl"), "w") as f:
-            for r in rows:
-                own = {k[len(prefix) :]: v for k, v in r.items() if k.startswith(prefix)}
-                own.update(
-                    {
-                        "eval/" + k[len("eval/" + prefix) :]: v
-                        for k, v in r.items()
-                        if k.startswith("eval/" + prefix)
-                    }
-                )
-                if own:
-                    f.write(json.dumps({"step": r["step"], **own}) + "\n")
-        with open(os.path.join(d, "results.json"), "w") as f:
-            json.dump({"sweep": os.path.dirname(os.path.dirname(d)), "hparams": m.hparams, **table}, f, indent=2)
     ckpt = checkpoint.Checkpointer(os.path.join(d, "checkpoints"), max_to_keep=m.config.keep_checkpoints)
     try:
         if ckpt.latest_step() != step:  # a relaunched finished sweep has saved it already
@@ -129,7 +121,27 @@ def _write_member(m: sweep.Member, d: str, state, step: int, data_state, rows: l
             ckpt.wait()
     finally:
         ckpt.close()
-    train.reanalyse(d)  # evaluation, results.json and the reports, as `--eval_only` on a single run
+    b = build.build(m.config, train_split)
+    ev = loop.evaluate(
+        state, ts.make_eval_step(b.objective.eval_fn, mesh), test_split.x, test_split.labels, mesh,
+        m.config.eval_batch_size, seed=m.config.seed, mask=test_split.mask,
+    )  # fmt: skip
+    results = {"sweep": os.path.dirname(os.path.dirname(d)), "hparams": m.hparams, **table}
+    results.update({**ev.means(objectives.TEST_PREFIX), "eval_time_s": round(ev.time_s, 2)})
+    if jax.process_index() == 0:
+        build.write_config(m.config, d)
+        prefix, evals = m.name + "/", "eval/" + m.name + "/"
+        with open(os.path.join(d, "metrics.jsonl"), "w") as f:
+            for r in rows:
+                own = {k[len(prefix) :]: v for k, v in r.items() if k.startswith(prefix)}
+                own.update({"eval/" + k[len(evals) :]: v for k, v in r.items() if k.startswith(evals)})
+                if own:
+                    f.write(json.dumps({"step": r["step"], **own}) + "\n")
+        variables = {"params": state.params, **state.model_state}
+        ctx = reports_lib.RunContext(m.config, d, b.model, b.likelihood, variables, train_split, test_split, ev)
+        results.update(run_analysis.analyse(ctx))
+        with open(os.path.join(d, "results.json"), "w") as f:
+            json.dump(results, f, indent=2)
 
 
 def write_table(config: ml_collections.ConfigDict, workdir: str, ms, table: dict) -> dict:
