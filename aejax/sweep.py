@@ -13,13 +13,16 @@ those of every run:
 - the loss is the SUM of the members' losses, the member loss vmapped over (params, model_state) with the batch
   shared: d(sum)/d(params_i) is member i's gradient, so each member takes exactly the step of its own run (up to
   the reassociation of batched matrix products);
-- the swept hyperparameters are traced inputs, not static attributes: every member's model_state carries the
-  collection `sae_base.HPARAMS` ({"k": [], "l1_coeff": [], ...} plus the member's base key "rng"), which the
-  modules read instead of their attribute (`AbstractSparseAutoencoder.hparam`). The one model built (the
-  "template") has the sweep's largest k, the static size of lax.top_k; a member keeps the first k of those sorted
-  values, the same latents as its own top-k. Carrying the values in the state (rather than cloning the module with
-  tracers) leaves the modules' validation and single-model code untouched, checkpoints them with the run, and
-  makes evaluation read them with no extra argument.
+- a swept size (k: the static size of lax.top_k) makes groups: the members of one k share one model and are
+  vmapped together, and the groups are unrolled inside the one jitted step. Members of the largest k's
+  top-k, keeping the first k of the sorted values, would be exact too but cost every member the largest top-k:
+  on CPU, TopK k = 8..64 ran at 0.59x the sequential runs that way against 0.93x for equal k
+  (benchmarks/bench_sweep.py, small size);
+- swept coefficients (l1_coeff, l0_coeff) are traced inputs, not static attributes: every member's model_state
+  carries the collection `sae_base.HPARAMS` ({"l1_coeff": [], ...} plus the member's base key "rng"), which the
+  modules read instead of their attribute (`AbstractSparseAutoencoder.hparam`). Carrying the values in the state
+  (rather than cloning the module with tracers) leaves the modules' validation and single-model code untouched,
+  checkpoints them with the run, and makes evaluation read them with no extra argument;
 - metrics are per-member scalars "<member>/<metric>" (e.g. "k=8/loss/mse"), so a non-finite value names the
   member and the term; "loss", "grad_norm" and "param_norm" are over the whole sweep.
 
@@ -46,6 +49,7 @@ from aejax.models.sae_base import HPARAMS, AbstractSparseAutoencoder
 from aejax.objectives import EvalOutput, Objective
 
 SEED = "seed"
+STATIC = ("k",)  # swept sizes: one model (and one vmap) per value
 # Swept name -> the model names that have it (seed: every model; it is config.seed, not a model attribute).
 SWEEPABLE = {
     "k": ("topk", "batchtopk"),
@@ -162,19 +166,38 @@ def members(config: ml_collections.ConfigDict) -> list[Member]:
 
 
 def template_config(ms: Sequence[Member]) -> ml_collections.ConfigDict:
-    """The config whose model is the sweep's one model: the member with the largest k (others: the first)."""
-    if "k" in ms[0].hparams:
-        return max(ms, key=lambda m: m.hparams["k"]).config
+    """The config the sweep's loader, optimizer and init are built from: the first member's (they differ only in
+    swept values, which change neither the parameter shapes nor the initial values)."""
     return ms[0].config
 
 
-def check_models(ms: Sequence[Member], input_shape) -> None:
-    """Builds every member's model (its own validation: k <= n_latents, coefficients >= 0) before any compute.
+class Group(NamedTuple):
+    """Members that share one model (the same static hyperparameters), vmapped together.
+
+    Attributes:
+      indices: the members' positions in the sweep (leading axis of the stacked state).
+      model: their model; objective: its `sae` objective.
+    """
+
+    indices: tuple[int, ...]
+    model: AbstractSparseAutoencoder
+    objective: Objective
+
+
+def groups(ms: Sequence[Member], input_shape, objective_factory) -> list[Group]:
+    """One Group per distinct value of the STATIC swept names (one group when only coefficients or seeds are
+    swept); builds every member's model (its own validation: k <= n_latents, coefficients >= 0) before compute.
+
+    Args:
+      objective_factory: (config, model) -> Objective (`objectives.from_config` with the likelihood).
 
     Raises:
-      ValueError: from a member's model, prefixed with the member's name; if the model resamples dead latents.
+      ValueError / KeyError: from a member's model, prefixed with the member's name; ValueError if the model
+        resamples dead latents.
     """
-    for m in ms:
+    by_key: dict[tuple, list[int]] = {}
+    models = {}
+    for i, m in enumerate(ms):
         try:
             model = get_model(m.config.model_name, input_shape=tuple(input_shape), **m.config.model)
         except (ValueError, KeyError) as e:
@@ -187,11 +210,18 @@ def check_models(ms: Sequence[Member], input_shape) -> None:
                 "members and resampling is a per-member data-dependent rewrite of the optimizer state; use AuxK "
                 "(aux_k)."
             )
+        key = tuple(m.hparams[n] for n in STATIC if n in m.hparams)
+        by_key.setdefault(key, []).append(i)
+        models.setdefault(key, (m.config, model))
+    return [
+        Group(tuple(idx), models[key][1], objective_factory(models[key][0], models[key][1]))
+        for key, idx in by_key.items()
+    ]
 
 
 def _hparam_arrays(ms: Sequence[Member]) -> dict[str, jax.Array]:
     """{swept model hyperparameter: [S]} (the seed is not a model input)."""
-    names = [n for n in ms[0].hparams if n != SEED]
+    names = [n for n in ms[0].hparams if n != SEED and n not in STATIC]
     return {n: jnp.asarray([m.hparams[n] for m in ms], jnp.int32 if n == "k" else jnp.float32) for n in names}
 
 
@@ -203,7 +233,8 @@ def stacked_optimizer(tx: optax.GradientTransformation) -> optax.GradientTransfo
 
 def make_init_fn(template: AbstractSparseAutoencoder, tx, ms: Sequence[Member], input_shape, mesh):
     """() -> the stacked TrainState on the mesh: member i's variables from split(key(seed_i))[0] (as
-    `build.make_init_fn` of its own run), its base key split(...)[1] and swept values in its HPARAMS collection,
+    `build.make_init_fn` of its own run; `template` is any member's model: k changes no parameter), its base key
+    split(...)[1] and swept coefficients in its HPARAMS collection,
     its optimizer state `tx.init` (tx the member optimizer). params, model_state, opt_state leaves: [S, ...]."""
     keys = jnp.stack([jax.random.key_data(jax.random.key(m.config.seed)) for m in ms])  # [S, 2]
     hparams = _hparam_arrays(ms)
@@ -222,35 +253,55 @@ def make_init_fn(template: AbstractSparseAutoencoder, tx, ms: Sequence[Member], 
     return lambda: jax.jit(init, out_shardings=sharding.replicated(mesh))(keys, hparams)
 
 
-def stacked_objective(objective: Objective, names: Sequence[str]) -> Objective:
-    """The sweep's objective from the template model's (`objectives.sae`).
+def _take(tree, idx):
+    return jax.tree.map(lambda a: a[np.asarray(idx)], tree)
+
+
+def stacked_objective(gs: Sequence[Group], names: Sequence[str]) -> Objective:
+    """The sweep's objective from its groups' objectives (`objectives.sae`).
 
     loss_fn: the sum of the members' losses; metrics "<name>/<metric>" for each member's metrics and its loss.
     eval_fn: metrics "<name>/<metric>" [B] of every member; the code is [B, 0] (each member's codes are
       evaluated in its own directory after training, `aejax.jobs.sae_sweep`, not held S times here).
-    project: the member's projection vmapped. after_update: none (resampling is refused, `check_models`).
+    project: the member's projection vmapped. after_update: none (resampling is refused, `groups`).
     """
+    order = np.concatenate([g.indices for g in gs])
+    inverse = np.argsort(order)  # group-major results back to member order
+    single = len(gs) == 1 and tuple(order) == tuple(range(len(order)))
+
+    def per_group(fn, params, model_state):
+        """fn(group, params_g, model_state_g) -> pytree with leading axis |g|, for every group, in member order."""
+        if single:
+            return fn(gs[0], params, model_state)
+        outs = [fn(g, _take(params, g.indices), _take(model_state, g.indices)) for g in gs]
+        return jax.tree.map(lambda *a: jnp.concatenate(a)[inverse], *outs)
 
     def loss_fn(params, model_state, batch, rng, step):
         del rng  # each member draws from its own key, as its own run does
 
-        def one(p, s):
-            key = jax.random.fold_in(jax.random.wrap_key_data(s[HPARAMS][RNG]), step)
-            loss, (metrics, new_state) = objective.loss_fn(p, s, batch, key, step)
-            return loss, metrics, new_state
+        def group_loss(g, p, s):
+            def one(p, s):
+                key = jax.random.fold_in(jax.random.wrap_key_data(s[HPARAMS][RNG]), step)
+                loss, (metrics, new_state) = g.objective.loss_fn(p, s, batch, key, step)
+                return loss, metrics, new_state
 
-        losses, metrics, new_state = jax.vmap(one)(params, model_state)
+            return jax.vmap(one)(p, s)
+
+        losses, metrics, new_state = per_group(group_loss, params, model_state)
         flat = {f"{name}/loss": losses[i] for i, name in enumerate(names)}
         flat.update({f"{name}/{k}": v[i] for k, v in metrics.items() for i, name in enumerate(names)})
         return jnp.sum(losses), (flat, new_state)
 
     def eval_fn(params, model_state, batch, rng):
-        out = jax.vmap(lambda p, s: objective.eval_fn(p, s, batch, rng).metrics)(params, model_state)
+        def group_eval(g, p, s):
+            return jax.vmap(lambda p, s: g.objective.eval_fn(p, s, batch, rng).metrics)(p, s)
+
+        out = per_group(group_eval, params, model_state)
         flat = {f"{name}/{k}": v[i] for k, v in out.items() for i, name in enumerate(names)}
         return EvalOutput(metrics=flat, code=jnp.zeros((batch.x.shape[0], 0), jnp.float32))
 
-    project = None if objective.project is None else jax.vmap(objective.project)
-    return Objective(loss_fn, eval_fn, project, None)
+    project = gs[0].objective.project  # the same for every group (unit-norm decoder rows)
+    return Objective(loss_fn, eval_fn, None if project is None else jax.vmap(project), None)
 
 
 def member_state(state: ts.TrainState, i: int) -> ts.TrainState:

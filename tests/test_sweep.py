@@ -6,12 +6,11 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
 
-from aejax import build, runs, sharding, sweep, train
+from aejax import build, objectives, runs, sharding, sweep, train
 from aejax import train_step as ts
 from aejax.jobs import get_job
 from aejax.metric_writer import read_metrics
@@ -108,7 +107,9 @@ def test_a_vmapped_sweep_equals_its_sequential_runs_step_by_step(data_dir, varia
     b = build.build(sweep.template_config(ms), train_split)
     batches = [b.loader.batch(s) for s in range(5)]
     init = sweep.make_init_fn(b.model, b.tx, ms, train_split.x.shape[1:], mesh)
-    stacked = sweep.stacked_objective(b.objective, [m.name for m in ms])
+    gs = sweep.groups(ms, train_split.x.shape[1:], lambda c, model: objectives.from_config(c, model, None))
+    assert [g.indices for g in gs] == ([(0,), (1,), (2,)] if variant == "" else [(0, 1)])
+    stacked = sweep.stacked_objective(gs, [m.name for m in ms])
     state, metrics = _steps(stacked, sweep.stacked_optimizer(b.tx), init(), batches, mesh)
     for i, m in enumerate(ms):  # each member launched alone: its own model (its k), init, optimizer and steps
         bm = build.build(m.config, train_split)
@@ -125,18 +126,6 @@ def test_a_vmapped_sweep_equals_its_sequential_runs_step_by_step(data_dir, varia
     np.testing.assert_allclose(metrics[-1]["loss"], sum(metrics[-1][f"{m.name}/loss"] for m in ms), rtol=1e-6)
     if variant == "":  # latents died within the 5 steps: AuxK's per-member cond (a select under vmap) ran
         assert metrics[-1][f"{ms[0].name}/loss/auxk"] > 0
-
-
-def test_masked_topk_keeps_the_same_latents_as_a_smaller_top_k():
-    from aejax.models.batchtopk import batch_topk_code
-    from aejax.models.topk import topk_code
-
-    pre = jax.random.normal(jax.random.key(0), (5, 12)).at[0, :4].set(1.0)  # ties broken by index
-    for k in (1, 3, 7):
-        np.testing.assert_array_equal(
-            topk_code(pre, 7, relu=True, keep=jnp.int32(k)), topk_code(pre, k, relu=True)
-        )
-        np.testing.assert_array_equal(batch_topk_code(pre, 7, jnp.int32(k)), batch_topk_code(pre, k))
 
 
 @pytest.mark.parametrize(

@@ -67,8 +67,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     ms = sweep.members(config)
     workdir, mesh, train_split, test_split = build.setup_run(config, workdir)
     _check_resumable(config, workdir)
-    sweep.check_models(ms, train_split.x.shape[1:])
-    b = build.build(sweep.template_config(ms), train_split)  # the one model: the largest k
+    gs = sweep.groups(ms, train_split.x.shape[1:], lambda c, model: objectives.from_config(c, model, None))
+    b = build.build(sweep.template_config(ms), train_split)  # the loader, loop settings, optimizer, init model
     names = [m.name for m in ms]
     tx = sweep.stacked_optimizer(b.tx)
     init_fn = sweep.make_init_fn(b.model, b.tx, ms, train_split.x.shape[1:], mesh)
@@ -77,7 +77,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         result = loop.run(
             settings=b.settings,
             mesh=mesh,
-            objective=sweep.stacked_objective(b.objective, names),
+            objective=sweep.stacked_objective(gs, names),
             tx=tx,
             init_fn=init_fn,
             loader=b.loader,

@@ -12,19 +12,13 @@ import jax
 import jax.numpy as jnp
 
 from aejax.models import MODELS
-from aejax.models.sae_base import HPARAMS, STATE, AbstractSparseAutoencoder, check_k
+from aejax.models.sae_base import STATE, AbstractSparseAutoencoder, check_k
 
 
-def batch_topk_code(pre: jax.Array, k: int, keep: jax.Array | None = None) -> jax.Array:
-    """The k*B largest entries of ReLU(pre [B, n]) over the whole batch, others 0. Returns [B, n].
-
-    `keep`: an optional traced [] int <= k (a sweep member's k, `aejax.sweep`): only the first keep*B of the
-    sorted values are kept, the same entries as with k = keep.
-    """
+def batch_topk_code(pre: jax.Array, k: int) -> jax.Array:
+    """The k*B largest entries of ReLU(pre [B, n]) over the whole batch, others 0. Returns [B, n]."""
     acts = jax.nn.relu(pre).reshape(-1)
     vals, idx = jax.lax.top_k(acts, k * pre.shape[0])
-    if keep is not None:
-        vals = jnp.where(jnp.arange(vals.shape[0]) < keep * pre.shape[0], vals, jnp.zeros_like(vals))
     return jnp.zeros_like(acts).at[idx].set(vals).reshape(pre.shape)
 
 
@@ -64,8 +58,7 @@ class BatchTopKSAE(AbstractSparseAutoencoder):
         pre = self.pre_activations(x_n, b)
         if not train:
             return jnp.where(pre > self.threshold(), jax.nn.relu(pre), 0.0), pre, {}
-        keep = self.get_variable(HPARAMS, "k") if self.has_variable(HPARAMS, "k") else None  # a sweep member
-        code = batch_topk_code(pre, self.k, keep)
+        code = batch_topk_code(pre, self.k)
         if self.is_mutable_collection(STATE) and not self.is_initializing():
             kept = jax.lax.stop_gradient(code)
             smallest = jnp.min(jnp.where(kept > 0, kept, jnp.inf))

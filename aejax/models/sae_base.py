@@ -37,9 +37,8 @@ import numpy as np
 from aejax.models.base import AbstractAutoencoder, AutoencoderOutput
 
 STATE = "sae_state"  # the mutable collection: dead counts, input scale, data centre (+ BatchTopK threshold)
-# A collection only a vmapped sweep passes (`aejax.sweep`): one member's swept hyperparameters (k, l1_coeff,
-# l0_coeff) as traced values, which override the static attributes of the same name (`hparam`). For k the
-# static attribute is then the sweep's largest k, the size of lax.top_k, and the member keeps the first k.
+# A collection only a vmapped sweep passes (`aejax.sweep`): one member's swept coefficients (l1_coeff, l0_coeff)
+# as traced values, which override the static attributes of the same name (`hparam`).
 HPARAMS = "sweep_hparams"
 B_DEC_INITS = ("zeros", "mean", "geometric_median")
 MAX_COUNT = 2**30  # examples-since-fired saturate here (int32)

@@ -9,22 +9,17 @@ Sparsity is the constraint itself: no penalty term.
 """
 
 import jax
-import jax.numpy as jnp
 
 from aejax.models import MODELS
-from aejax.models.sae_base import HPARAMS, AbstractSparseAutoencoder, check_k, scatter_topk
+from aejax.models.sae_base import AbstractSparseAutoencoder, check_k, scatter_topk
 
 
-def topk_code(pre: jax.Array, k: int, *, relu: bool, keep: jax.Array | None = None) -> jax.Array:
+def topk_code(pre: jax.Array, k: int, *, relu: bool) -> jax.Array:
     """The k largest entries of each row of pre [B, n] (by value), others 0; ReLU after the top-k if relu.
 
     `jax.lax.top_k` per example: exactly k entries are kept (ties broken by index). Returns [B, n].
-    `keep`: an optional traced [] int <= k (a sweep member's k, `aejax.sweep`): only the first `keep` of the k
-    sorted values are kept, the same latents as a top-`keep` (lax.top_k sorts, ties by index).
     """
     vals, idx = jax.lax.top_k(pre, k)  # [B, k]
-    if keep is not None:
-        vals = jnp.where(jnp.arange(k)[None, :] < keep, vals, jnp.zeros_like(vals))
     return scatter_topk(jax.nn.relu(vals) if relu else vals, idx, pre.shape[1])
 
 
@@ -56,8 +51,4 @@ class TopKSAE(AbstractSparseAutoencoder):
 
     def latents(self, x_n, b, *, train):
         pre = self.pre_activations(x_n, b)
-        keep = None
-        if self.has_variable(HPARAMS, "k"):  # a sweep member: self.k is the sweep's largest k (see sae_base)
-            k = self.get_variable(HPARAMS, "k")
-            keep = k if train else jnp.clip(jnp.round(self.eval_k_multiplier * k), 1, self.n_latents)
-        return topk_code(pre, self.k if train else self.eval_k, relu=self.relu, keep=keep), pre, {}
+        return topk_code(pre, self.k if train else self.eval_k, relu=self.relu), pre, {}
