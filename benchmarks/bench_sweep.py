@@ -8,6 +8,10 @@ configs/sae.py:store schedule) and models, on the same random vectors:
 - "sweep": ONE stacked state of S = 8 TopK SAEs, k = 8, 16, 32, 64 (experiments/gao_2024's frontier) x seed 0, 1
   (`config.sweep = "k=8,16,32,64;seed=0,1"`), one call = K steps of all 8;
 - "sequential": the 8 single models (each its own compiled step), one call of K steps each, one after the other.
+With --launch_steps N: also the wall time of whole launches on the bundled digits (configs/sae.py:mnist, 784 ->
+1,024 latents, batch 256, N steps, no reports): the 8 members as 8 `python launch.py` processes one after the
+other against ONE launch of configs/sae.py:mnist,sweep (which also evaluates and reports every member), in
+interleaved rounds; each launch pays Python and JAX start-up, the data load, compilation and the analysis.
 Sizes: "lm" = configs/sae.py's default (d = 128, n = 2,048, B = 4,096), "small" = d = 32, n = 256, B = 256, where
 per-step overhead matters. Each contender is compiled and warmed up (statistics estimated) before timing; every
 round times `--calls` calls of each contender in a fresh random order. Reported: member-examples/s (S x B x steps
@@ -22,18 +26,24 @@ cond's per-member predicate becomes a select under vmap); at these step counts n
 
 import argparse
 import json
+import os
 import random
+import subprocess
+import sys
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aejax import objectives, optim, sharding, sweep
+from aejax import build, objectives, optim, sharding, sweep
 from aejax import train_step as ts
 from aejax.models import get_model
 from configs import sae as sae_config
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 SIZES = {"lm": dict(d=128, n=2048, batch=4096), "small": dict(d=32, n=256, batch=256)}
 SPEC = "k=8,16,32,64;seed=0,1"
 
@@ -120,6 +130,52 @@ def measure(size: dict, args, mesh) -> dict:
     }
 
 
+def launches(args, data_dir: str) -> dict:
+    """Wall seconds of 8 single launches against one sweep launch (see the module docstring), medians."""
+    common = [
+        f"--config.num_train_steps={args.launch_steps}", "--config.analysis.reports=",
+        f"--config.data_dir={data_dir}",
+        f"--config.log_every={args.launch_steps}", f"--config.eval_every={args.launch_steps}",
+        f"--config.checkpoint_every={args.launch_steps}",
+    ]  # fmt: skip
+    sweep_cfg = sae_config.get_config("mnist,sweep")
+    sweep_cfg.sweep = args.spec
+    sweep_cfg.data_dir = data_dir
+    build.load_data(sweep_cfg)  # prepares the digits' TFDS files once, before any timing
+    ms = sweep.members(sweep_cfg)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+
+    def launch(config_arg, extra, workdir):
+        cmd = [sys.executable, os.path.join(ROOT, "launch.py"), f"--config={config_arg}", f"--workdir={workdir}"]
+        subprocess.run(cmd + common + extra, check=True, cwd=ROOT, env=env, capture_output=True)
+
+    def singles(root):
+        for m in ms:
+            extra = [f"--config.model.k={m.config.model.k}", f"--config.seed={m.config.seed}"]
+            launch(os.path.join(ROOT, "configs/sae.py:mnist"), extra, os.path.join(root, m.name))
+
+    def one_sweep(root):
+        launch(os.path.join(ROOT, "configs/sae.py:mnist,sweep"), [f"--config.sweep={args.spec}"], root)
+
+    times = {"sequential": [], "sweep": []}
+    for _ in range(args.launch_rounds):
+        order = [("sequential", singles), ("sweep", one_sweep)]
+        random.shuffle(order)
+        for name, fn in order:
+            with tempfile.TemporaryDirectory() as root:
+                t0 = time.perf_counter()
+                fn(root)
+                times[name].append(time.perf_counter() - t0)
+    ratio = [a / b for a, b in zip(times["sequential"], times["sweep"], strict=True)]
+    return {
+        "launch_steps": args.launch_steps,
+        "sequential_s": float(np.median(times["sequential"])),
+        "sweep_s": float(np.median(times["sweep"])),
+        "speedup_median": float(np.median(ratio)),
+        "rounds": {k: [round(v, 1) for v in vs] for k, vs in times.items()},
+    }
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="lm,small")
@@ -128,10 +184,16 @@ def main():
     p.add_argument("--steps_per_call", type=int, default=32, help="K (the store config's auto K is 32)")
     p.add_argument("--aux_k", type=int, default=64)
     p.add_argument("--spec", default=SPEC, help="the sweep (8 members by default)")
+    p.add_argument("--launch_steps", type=int, default=0, help="> 0: also time whole launches of this many steps")
+    p.add_argument("--launch_rounds", type=int, default=3)
+    p.add_argument("--data_dir", default=None, help="TFDS data_dir of the digits (default: a temporary one)")
     args = p.parse_args()
     mesh = sharding.make_mesh()
-    for name in args.sizes.split(","):
+    for name in filter(None, args.sizes.split(",")):
         print(json.dumps({name: measure(SIZES[name], args, mesh)}), flush=True)
+    if args.launch_steps:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps({"launches": launches(args, args.data_dir or tmp)}), flush=True)
 
 
 if __name__ == "__main__":

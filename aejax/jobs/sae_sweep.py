@@ -18,7 +18,7 @@ import jax
 import matplotlib
 import ml_collections
 
-from aejax import build, checkpoint, loop, objectives, runs, sweep, train
+from aejax import build, checkpoint, loop, objectives, runs, sharding, sweep
 from aejax import train_step as ts
 from aejax.analysis import reports as reports_lib
 from aejax.analysis import run_analysis
@@ -107,11 +107,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _write_member(m: sweep.Member, d: str, state, data_state, rows: list[dict], table: dict, data) -> None:
-    """Member m as a finished run in d: checkpoint, config.json, metrics.jsonl, results.json, the reports.
-
-    `data` is (mesh, train_split, test_split) of the sweep, so the members' evaluations and reports read the data
-    once (at LM scale the store's million vectors, not S times); the result is what `train.reanalyse` writes."""
-    mesh, train_split, test_split = data
+    """Member m as a finished run in d: checkpoint, config.json, metrics.jsonl (its columns of the sweep's), then
+    its evaluation, results.json and reports (`_analyse`)."""
     step = int(state.step)
     os.makedirs(d, exist_ok=True)
     ckpt = checkpoint.Checkpointer(os.path.join(d, "checkpoints"), max_to_keep=m.config.keep_checkpoints)
@@ -121,13 +118,6 @@ def _write_member(m: sweep.Member, d: str, state, data_state, rows: list[dict], 
             ckpt.wait()
     finally:
         ckpt.close()
-    b = build.build(m.config, train_split)
-    ev = loop.evaluate(
-        state, ts.make_eval_step(b.objective.eval_fn, mesh), test_split.x, test_split.labels, mesh,
-        m.config.eval_batch_size, seed=m.config.seed, mask=test_split.mask,
-    )  # fmt: skip
-    results = {"sweep": os.path.dirname(os.path.dirname(d)), "hparams": m.hparams, **table}
-    results.update({**ev.means(objectives.TEST_PREFIX), "eval_time_s": round(ev.time_s, 2)})
     if jax.process_index() == 0:
         build.write_config(m.config, d)
         prefix, evals = m.name + "/", "eval/" + m.name + "/"
@@ -137,11 +127,29 @@ def _write_member(m: sweep.Member, d: str, state, data_state, rows: list[dict], 
                 own.update({"eval/" + k[len(evals) :]: v for k, v in r.items() if k.startswith(evals)})
                 if own:
                     f.write(json.dumps({"step": r["step"], **own}) + "\n")
-        variables = {"params": state.params, **state.model_state}
-        ctx = reports_lib.RunContext(m.config, d, b.model, b.likelihood, variables, train_split, test_split, ev)
+    base = {"sweep": os.path.dirname(os.path.dirname(d)), "hparams": m.hparams, **table}
+    _analyse(m.config, d, state, data, base)
+
+
+def _analyse(config: ml_collections.ConfigDict, d: str, state, data, base: dict) -> dict:
+    """What `train.reanalyse` does for a run, with the sweep's data (mesh, train_split, test_split) loaded once
+    for every member (at LM scale a million stored vectors, not S times): evaluation, reports, results.json =
+    `base` updated with "test_<metric>" and the reports' numbers."""
+    mesh, train_split, test_split = data
+    b = build.build(config, train_split)
+    ev = loop.evaluate(
+        state, ts.make_eval_step(b.objective.eval_fn, mesh), test_split.x, test_split.labels, mesh,
+        config.eval_batch_size, seed=config.seed, mask=test_split.mask,
+    )  # fmt: skip
+    results = {**base, **ev.means(objectives.TEST_PREFIX), "eval_time_s": round(ev.time_s, 2)}
+    results.update(code_dim=int(b.model.n_latents), num_train=len(train_split.x), num_test=len(test_split.x))
+    if jax.process_index() == 0:
+        variables = jax.device_get({"params": state.params, **state.model_state})
+        ctx = reports_lib.RunContext(config, d, b.model, b.likelihood, variables, train_split, test_split, ev)
         results.update(run_analysis.analyse(ctx))
         with open(os.path.join(d, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
+    return results
 
 
 def write_table(config: ml_collections.ConfigDict, workdir: str, ms, table: dict) -> dict:
@@ -180,11 +188,11 @@ def plot_frontier(members: dict, path: str, *, title: str = "") -> None:
 
 
 def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
-    """Re-runs every member's evaluation and reports (`train.reanalyse` on each member directory) and rewrites the
-    sweep table.
+    """Re-runs every member's evaluation and reports from its checkpoint (as `--eval_only` on a single run, the
+    data read once) and rewrites the sweep table.
 
     Raises:
-      FileNotFoundError: if a member directory is missing (the sweep never finished).
+      FileNotFoundError: if a member directory or its checkpoint is missing (the sweep never finished).
     """
     config = runs.load_config(workdir)
     ms = sweep.members(config)
@@ -193,10 +201,26 @@ def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
+    mesh = sharding.make_mesh()
+    train_split, test_split = build.load_data(ms[0].config)
     for m in ms:
         d = member_dir(workdir, m.name)
-        if not os.path.isdir(d):
-            raise FileNotFoundError(f"{d} does not exist: the sweep in {workdir} has not finished.")
-        train.reanalyse(d, reports=reports)
+        if not os.path.isdir(os.path.join(d, "checkpoints")):
+            raise FileNotFoundError(f"{d} holds no checkpoints: the sweep in {workdir} has not finished.")
+        c = m.config
+        if reports is not None:
+            c = ml_collections.ConfigDict(c.to_dict())
+            c.analysis.reports = reports
+            c.lock()
+        b = build.build(c, train_split)
+        init_fn = build.make_init_fn(b.model, b.tx, train_split.x.shape[1:], mesh, jax.random.key(c.seed))
+        ckpt = checkpoint.Checkpointer(os.path.join(d, "checkpoints"), max_to_keep=c.keep_checkpoints)
+        try:
+            state, _ = ckpt.restore_or_init(init_fn)
+        finally:
+            ckpt.close()
+        with open(os.path.join(d, "results.json")) as f:
+            base = json.load(f)
+        _analyse(c, d, state, (mesh, train_split, test_split), base)
     keep = ("num_members", "num_steps", "train_time_s", "examples_per_s", "member_examples_per_s")
     return write_table(config, workdir, ms, {k: old.get(k) for k in keep})
