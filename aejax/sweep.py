@@ -26,9 +26,10 @@ those of every run:
 - metrics are per-member scalars "<member>/<metric>" (e.g. "k=8/loss/mse"), so a non-finite value names the
   member and the term; "loss", "grad_norm" and "param_norm" are over the whole sweep.
 
-What vmap cannot share: every member's FLOPs. A `lax.cond` whose predicate differs per member (AuxK's "any latent
-dead?") becomes a select under vmap, so AuxK is computed for every member on every step once aux_k > 0; dead-latent
-resampling (`resample_every`) is refused in a sweep.
+What vmap cannot share: every member's FLOPs. A `lax.cond` whose predicate differs per member becomes a select
+under vmap (both branches computed): AuxK's "any latent dead?" is therefore decided once per group, conservatively
+(`stacked_objective`), and while a latent of a member may be dead, AuxK is computed for the group's every member.
+Dead-latent resampling (`resample_every`) is refused in a sweep.
 """
 
 import copy
@@ -45,7 +46,7 @@ import optax
 from aejax import sharding
 from aejax import train_step as ts
 from aejax.models import get_model
-from aejax.models.sae_base import HPARAMS, AbstractSparseAutoencoder
+from aejax.models.sae_base import AUXK, HPARAMS, STATE, AbstractSparseAutoencoder
 from aejax.objectives import EvalOutput, Objective
 
 SEED = "seed"
@@ -57,6 +58,7 @@ SWEEPABLE = {
     "l0_coeff": ("jumprelu",),
     SEED: None,
 }
+READY = "statistics_ready"  # the SAE's flag: input scale and data centre estimated (sae_base)
 RNG = "rng"  # a member's base key data [2] in its HPARAMS collection (its single run's TrainState.rng)
 
 
@@ -177,11 +179,14 @@ class Group(NamedTuple):
     Attributes:
       indices: the members' positions in the sweep (leading axis of the stacked state).
       model: their model; objective: its `sae` objective.
+      no_auxk: for a model with AuxK, the objective of the same model without it (None otherwise): the group's
+        step while no member can have a dead latent (`stacked_objective`).
     """
 
     indices: tuple[int, ...]
     model: AbstractSparseAutoencoder
     objective: Objective
+    no_auxk: Objective | None = None
 
 
 def groups(ms: Sequence[Member], input_shape, objective_factory) -> list[Group]:
@@ -213,10 +218,12 @@ def groups(ms: Sequence[Member], input_shape, objective_factory) -> list[Group]:
         key = tuple(m.hparams[n] for n in STATIC if n in m.hparams)
         by_key.setdefault(key, []).append(i)
         models.setdefault(key, (m.config, model))
-    return [
-        Group(tuple(idx), models[key][1], objective_factory(models[key][0], models[key][1]))
-        for key, idx in by_key.items()
-    ]
+    out = []
+    for key, idx in by_key.items():
+        config, model = models[key]
+        no_auxk = objective_factory(config, model.clone(aux_k=0)) if model.aux_k else None
+        out.append(Group(tuple(idx), model, objective_factory(config, model), no_auxk))
+    return out
 
 
 def _hparam_arrays(ms: Sequence[Member]) -> dict[str, jax.Array]:
@@ -280,12 +287,34 @@ def stacked_objective(gs: Sequence[Group], names: Sequence[str]) -> Objective:
         del rng  # each member draws from its own key, as its own run does
 
         def group_loss(g, p, s):
-            def one(p, s):
-                key = jax.random.fold_in(jax.random.wrap_key_data(s[HPARAMS][RNG]), step)
-                loss, (metrics, new_state) = g.objective.loss_fn(p, s, batch, key, step)
-                return loss, metrics, new_state
+            def member(objective):
+                def one(p, s):
+                    key = jax.random.fold_in(jax.random.wrap_key_data(s[HPARAMS][RNG]), step)
+                    loss, (metrics, new_state) = objective.loss_fn(p, s, batch, key, step)
+                    if objective is g.no_auxk:  # the term AuxK gives with no dead latent
+                        metrics = {**metrics, f"loss/{AUXK}": jnp.zeros((), loss.dtype)}
+                    return loss, metrics, new_state
 
-            return jax.vmap(one)(p, s)
+                # The statistics flag is the same for every member (they see the same batches): passed unbatched,
+                # the model's cond on it stays a cond, so the first batch's geometric median is not recomputed
+                # by a select on every step.
+                def call(p, s):
+                    s = {**s, STATE: {**s[STATE], READY: s[STATE][READY][0]}}
+                    axes = jax.tree.map(lambda _: 0, s)
+                    axes[STATE][READY] = None
+                    return jax.vmap(one, in_axes=(0, axes))(p, s)
+
+                return call
+
+            if g.no_auxk is None:
+                return member(g.objective)(p, s)
+            # AuxK's own cond ("any latent dead?") has a per-member predicate, which vmap turns into a select
+            # that computes AuxK for every member on every step. One cond for the group instead: while no
+            # member can have a dead latent after this batch (examples since fired + B < dead_after for all),
+            # the model without AuxK gives exactly the same loss (AuxK is 0 with no dead latent).
+            since = s[STATE]["examples_since_fired"]  # [|g|, n]
+            maybe_dead = jnp.any(since + batch.x.shape[0] >= g.model.dead_after)
+            return jax.lax.cond(maybe_dead, member(g.objective), member(g.no_auxk), p, s)
 
         losses, metrics, new_state = per_group(group_loss, params, model_state)
         flat = {f"{name}/loss": losses[i] for i, name in enumerate(names)}
