@@ -16,8 +16,8 @@ those of every run:
 - a swept size (k: the static size of lax.top_k) makes groups: the members of one k share one model and are
   vmapped together, and the groups are unrolled inside the one jitted step. Members of the largest k's
   top-k, keeping the first k of the sorted values, would be exact too but cost every member the largest top-k:
-  on CPU, TopK k = 8..64 ran at 0.59x the sequential runs that way against 0.93x for equal k
-  (benchmarks/bench_sweep.py, small size);
+  on CPU, TopK k = 8..64 x 2 seeds ran at 0.59x the sequential runs that way against 0.92x with one model per
+  k (benchmarks/bench_sweep.py, small size, README);
 - swept coefficients (l1_coeff, l0_coeff) are traced inputs, not static attributes: every member's model_state
   carries the collection `sae_base.HPARAMS` ({"l1_coeff": [], ...} plus the member's base key "rng"), which the
   modules read instead of their attribute (`AbstractSparseAutoencoder.hparam`). Carrying the values in the state
@@ -29,7 +29,8 @@ those of every run:
 What vmap cannot share: every member's FLOPs. A `lax.cond` whose predicate differs per member becomes a select
 under vmap (both branches computed): AuxK's "any latent dead?" is therefore decided once per group, conservatively
 (`stacked_objective`), and while a latent of a member may be dead, AuxK is computed for the group's every member.
-Dead-latent resampling (`resample_every`) is refused in a sweep.
+Dead-latent resampling (`resample_every`) is refused in a sweep. A seed axis changes the init only: the members
+share the batches, drawn with the first member's seed.
 """
 
 import copy
