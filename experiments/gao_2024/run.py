@@ -9,7 +9,8 @@ Every run is configs/sae.py (the job "sae") with the overrides listed in RUNS, i
 one LM (`<workdir>/lm`, configs/lm.py) and one activation store (its block_1 residual stream), built by the first
 run and reused by the rest. A run whose results.json exists is not retrained. With --sweep, the runs of one
 architecture that differ only in k or the sparsity coefficient (the FRONTIER rows) are trained as one sweep
-(`config.sweep`, aejax/sweep.py) in `<workdir>/sweep_<arch>`, each run read from its member directory. Writes
+(`config.sweep`, aejax/sweep.py) in `<workdir>/sweep_<arch>`, each run read from its member directory (its
+"train s" is then the whole sweep's). Writes
 table.md (the README's tables), frontier.png (FVU and loss recovered against L0) and scaling.png (FVU against
 width, with the fitted power law).
 
