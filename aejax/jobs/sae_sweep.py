@@ -41,9 +41,10 @@ def _check_resumable(config: ml_collections.ConfigDict, workdir: str) -> None:
     silently resume the old one, so it is refused."""
     before = build.stored_config(workdir)
     if before is not None and checkpoint.latest_step(workdir) is not None and before.get("sweep") != config.sweep:
+        held = f"a sweep over {before['sweep']!r}" if before.get("sweep") else "a single run (no sweep)"
         raise ValueError(
-            f"{workdir} holds a sweep over {before.get('sweep')!r}; config.sweep={config.sweep!r} differs. Use "
-            "another --workdir for another sweep."
+            f"{workdir} holds {held}; config.sweep={config.sweep!r} differs. Use another --workdir for another "
+            "sweep."
         )
 
 
