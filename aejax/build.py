@@ -135,9 +135,15 @@ def build(
 
     Raises:
       KeyError: for unknown model, likelihood, objective, corruption, regularizer or optimizer names.
-      ValueError: for bad step counts, intervals or optimizer hyperparameters (naming the config field), or an
-        option the objective cannot honour (e.g. a regularizer under "elbo").
+      ValueError: for bad step counts, intervals or optimizer hyperparameters (naming the config field), an
+        option the objective cannot honour (e.g. a regularizer under "elbo"), or config.sweep (the "sae" job
+        builds a sweep's members, `aejax.jobs.sae_sweep`).
     """
+    if config.get("sweep"):  # only the "sae" job trains a sweep; any other would train one model and ignore it
+        raise ValueError(
+            f"config.sweep={config.sweep!r} is trained by the 'sae' job (config.trainer='sae'), which builds each "
+            f"member; config.trainer={config.get('trainer')!r} does not sweep."
+        )
     loader = make_loader(config, train_split, seed=config.seed, batch_size=batch_size)
     settings = loop.LoopSettings.from_config(config, loader.steps_per_epoch)
     if batch_size is not None:

@@ -9,13 +9,20 @@ autoencoder of Makhzani & Frey (2014).
   python launch.py --config=configs/sae.py:store --config.dataset=activations:/abs/store   # your own activations
   python launch.py --config=configs/sae.py:runlocal --workdir=/tmp/sae      # tiny LM and SAE, a smoke test
   python launch.py --config=configs/sae.py:gated,mnist,runlocal --workdir=/tmp/sae_gated
+  python launch.py --config=configs/sae.py:sweep --workdir=runs/sae_sweep   # TopK k = 8, 16, 32, 64 in one pass
+  python launch.py --config=configs/sae.py:relu_l1,mnist,sweep --config.sweep="l1_coeff=1,3,10" --workdir=...
 
 Variants (comma separated): at most one of "topk" (default), "batchtopk", "jumprelu", "gated", "relu_l1",
 "kmakhzani" (implies "mnist"); "mnist" (digits instead of LM activations) or "store" (any activation store,
-no LM: --config.dataset=activations:<dir>, e.g. vectors written from PyTorch); optional "runlocal". The SAE options
-are the model's attributes in `config.model` (see aejax/models/sae_base.py and the architecture's module), e.g.
---config.model.aux_k=0 turns AuxK off, and --config.model.resample_every=500 --config.model.resample_until=5000
-resamples dead latents (Bricken et al. 2023, aejax/sae_resample.py). Writes the `sae` report.
+no LM: --config.dataset=activations:<dir>, e.g. vectors written from PyTorch); optional "runlocal"; optional
+"sweep": several SAEs in one vmapped pass (`config.sweep`, aejax/sweep.py): by default the TopK frontier of
+experiments/gao_2024 (k = 8, 16, 32, 64; runlocal: 2, 4, 8), the L1 coefficient for relu_l1 / gated
+(x 1/3, 1, 3 of the default), l0_coeff for jumprelu; any of k, l1_coeff, l0_coeff, seed with --config.sweep=
+"name=v1,v2" (";" joins axes into a grid). Each member ends as its own run in <workdir>/members/<name>/.
+The SAE options are the model's attributes in `config.model` (see aejax/models/sae_base.py and the
+architecture's module), e.g. --config.model.aux_k=0 turns AuxK off, and --config.model.resample_every=500
+--config.model.resample_until=5000 resamples dead latents (Bricken et al. 2023, aejax/sae_resample.py). Writes
+the `sae` report.
 
 On LM activations (the job "sae", aejax/jobs/sae.py) the first run trains the language model of configs/lm.py in
 `config.activations.lm_workdir` (runs/lm), stores the residual stream after `config.activations.layer` of its
@@ -42,7 +49,8 @@ from configs import mnist_ae
 from configs import variants as variants_lib
 
 ARCHITECTURES = ("topk", "batchtopk", "jumprelu", "gated", "relu_l1", "kmakhzani")
-VARIANTS = (*ARCHITECTURES, "mnist", "store", "runlocal")
+VARIANTS = (*ARCHITECTURES, "mnist", "store", "runlocal", "sweep")
+FRONTIER_K = (8, 16, 32, 64)  # experiments/gao_2024's TopK frontier
 LM_WORKDIR = os.path.join("runs", "lm")  # shared by every SAE on the LM, so it is trained once
 LAYER = "block_1"  # the residual stream after the middle of the LM's three blocks
 
@@ -163,6 +171,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.eval_every = 256
         c.eval_batch_size = 4096
         c.checkpoint_every = 128
+    c.sweep = ""  # e.g. "k=8,16,32": the "sae" job trains the members in one vmapped pass (aejax/sweep.py)
+    if "sweep" in variants:
+        c.trainer = "sae"  # the job that trains sweeps (on digits or a store it trains no LM)
+        if "k" in c.model:
+            ks = (2, 4, 8) if runlocal else FRONTIER_K
+            c.sweep = "k=" + ",".join(map(str, ks))
+        else:
+            name = "l0_coeff" if "l0_coeff" in c.model else "l1_coeff"
+            c.sweep = f"{name}=" + ",".join(f"{c.model[name] * f:g}" for f in (1 / 3, 1, 3))
     if runlocal:
         small = dict(n_latents=64, dead_after=256, aux_k=16 if c.model.aux_k else 0)
         if "k" in c.model:

@@ -13,14 +13,16 @@ one (another architecture, k or width) only trains the SAE:
    splices the reconstruction into the LM (downstream loss, fraction of loss recovered) and shows the
    top-activating text spans, because the config names the LM (`aejax.analysis.reports.sae`).
 
-A config without `activations` (an SAE on images or any other dataset) is the default job unchanged.
+A config without `activations` (an SAE on images or any other dataset) is the default job unchanged. With
+`config.sweep` set (e.g. "k=8,16,32,64"), stage 3 trains every member in one vmapped pass instead
+(`aejax.jobs.sae_sweep`).
 """
 
 import ml_collections
 
-from aejax import activations, byte_lm, runs, train
+from aejax import activations, build, byte_lm, runs, train
 from aejax.data import activation_store
-from aejax.jobs import JOBS, Job
+from aejax.jobs import JOBS, Job, sae_sweep
 
 PREFIX = activation_store.PREFIX
 
@@ -62,10 +64,21 @@ def prepare(config: ml_collections.ConfigDict) -> dict:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     """Prepares the LM and its activations when the config names them, then trains and analyses the SAE (the
-    default job's `train_and_evaluate`); returns its results."""
+    default job's `train_and_evaluate`), or the sweep of SAEs when config.sweep is set; returns its results."""
+    if config.get("sweep"):
+        sae_sweep.check(config)  # a bad sweep fails before the LM is trained
     if config.get("activations") is not None:
         prepare(config)
+    if config.get("sweep"):
+        return sae_sweep.train_and_evaluate(config, workdir)
     return train.train_and_evaluate(config, workdir)
 
 
-JOB = JOBS.register("sae")(Job(train_and_evaluate, train.reanalyse))
+def reanalyse(workdir: str, *, reports: str | None = None) -> dict:
+    """The default job's `reanalyse`, or every member's and the sweep table for a sweep's workdir."""
+    if (build.stored_config(workdir) or {}).get("sweep"):
+        return sae_sweep.reanalyse(workdir, reports=reports)
+    return train.reanalyse(workdir, reports=reports)
+
+
+JOB = JOBS.register("sae")(Job(train_and_evaluate, reanalyse))

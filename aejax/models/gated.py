@@ -58,7 +58,7 @@ class GatedSAE(AbstractSparseAutoencoder):
         code = jax.lax.stop_gradient((pi > 0).astype(pi.dtype)) * mag
         gate = jax.nn.relu(pi)
         w_dec = self.decoder_weight()
-        l1 = self.l1_coeff * jnp.sum(gate * jnp.linalg.norm(w_dec, axis=1)[None, :], axis=1)
+        l1 = self.hparam("l1_coeff") * jnp.sum(gate * jnp.linalg.norm(w_dec, axis=1)[None, :], axis=1)
         frozen = gate @ jax.lax.stop_gradient(w_dec) + jax.lax.stop_gradient(b)[None, :]
         aux = jnp.sum(jnp.square(x_n - frozen), axis=1)
         return code, pi, {L1: l1, AUX: aux}

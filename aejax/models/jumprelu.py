@@ -112,4 +112,4 @@ class JumpReLUSAE(AbstractSparseAutoencoder):
         theta = jnp.exp(self.log_threshold)
         code = jumprelu(pre, theta, self.bandwidth)
         l0 = jnp.sum(heaviside(pre, theta, self.bandwidth), axis=1)
-        return code, pre, {L0: self.l0_coeff * l0}
+        return code, pre, {L0: self.hparam("l0_coeff") * l0}

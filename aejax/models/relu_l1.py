@@ -38,4 +38,4 @@ class ReLUL1SAE(AbstractSparseAutoencoder):
         pre = self.pre_activations(x_n, b)
         code = jax.nn.relu(pre)
         norms = jnp.linalg.norm(self.decoder_weight(), axis=1)  # [n]
-        return code, pre, {L1: self.l1_coeff * jnp.sum(code * norms[None, :], axis=1)}
+        return code, pre, {L1: self.hparam("l1_coeff") * jnp.sum(code * norms[None, :], axis=1)}

@@ -39,6 +39,9 @@ from aejax.models import sae_select
 from aejax.models.base import AbstractAutoencoder, AutoencoderOutput
 
 STATE = "sae_state"  # the mutable collection: dead counts, input scale, data centre (+ BatchTopK threshold)
+# A collection only a vmapped sweep passes (`aejax.sweep`): one member's swept coefficients (l1_coeff, l0_coeff)
+# as traced values, which override the static attributes of the same name (`hparam`).
+HPARAMS = "sweep_hparams"
 B_DEC_INITS = ("zeros", "mean", "geometric_median")
 MAX_COUNT = 2**30  # examples-since-fired saturate here (int32)
 
@@ -202,6 +205,13 @@ class AbstractSparseAutoencoder(AbstractAutoencoder):
         self.ready = self.variable(STATE, "statistics_ready", jnp.zeros, (), jnp.bool_)
 
     # -- pieces ----------------------------------------------------------------------------------------------
+    def hparam(self, name: str):
+        """The hyperparameter `name`: a sweep member's traced value when the HPARAMS collection holds it, else the
+        static attribute (every single-model run)."""
+        if self.has_variable(HPARAMS, name):
+            return self.get_variable(HPARAMS, name)
+        return getattr(self, name)
+
     def encoder_weight(self) -> jax.Array:
         """[d, n]."""
         return self.decoder_weight().T if self.tied else self.W_enc

@@ -3,12 +3,16 @@ architectures at equal width, dead latents with and without AuxK, and FVU agains
 
   python -m experiments.gao_2024.run --workdir=/tmp/gao_2024             # ~40 min on 2 CPU cores (README)
   python -m experiments.gao_2024.run --runlocal --workdir=/tmp/gao_local  # tiny LM and SAEs, a smoke test
+  python -m experiments.gao_2024.run --sweep --workdir=/tmp/gao_sweep      # each frontier in one vmapped pass
 
 Every run is configs/sae.py (the job "sae") with the overrides listed in RUNS, in `<workdir>/<run>`; they share
 one LM (`<workdir>/lm`, configs/lm.py) and one activation store (its block_1 residual stream), built by the first
-run and reused by the rest. A run whose results.json exists is not retrained. Writes table.md (the README's
-tables), frontier.png (FVU and loss recovered against L0) and scaling.png (FVU against width, with the fitted
-power law).
+run and reused by the rest. A run whose results.json exists is not retrained. With --sweep, the runs of one
+architecture that differ only in k or the sparsity coefficient (the FRONTIER rows) are trained as one sweep
+(`config.sweep`, aejax/sweep.py) in `<workdir>/sweep_<arch>`, each run read from its member directory (its
+"train s" is then the whole sweep's). Writes
+table.md (the README's tables), frontier.png (FVU and loss recovered against L0) and scaling.png (FVU against
+width, with the fitted power law).
 
 Claims checked (Gao et al. 2024; Rajamanoharan et al. 2024a,b; Bussmann et al. 2024): at equal L0, TopK (and
 BatchTopK, JumpReLU, Gated) reconstruct better than ReLU + L1; AuxK keeps the dead fraction low; at fixed k the
@@ -22,7 +26,7 @@ import os
 import ml_collections
 import numpy as np
 
-from aejax import runs
+from aejax import runs, sweep
 from configs import sae as sae_configs
 
 WIDTH = 2048
@@ -84,6 +88,32 @@ def run_all(todo: dict, args) -> dict[str, dict]:
         config = make_config(arch, overrides, args)
         done[name] = runs.train_or_load(config, os.path.join(args.workdir, name))
     return done
+
+
+# architecture -> the hyperparameter its FRONTIER rows differ in (what --sweep sweeps)
+SWEPT = {"topk": "k", "batchtopk": "k", "jumprelu": "l0_coeff", "gated": "l1_coeff", "relu_l1": "l1_coeff"}
+
+
+def run_sweeps(todo: dict, args) -> dict[str, dict]:
+    """--sweep: the runs of `todo` that differ from their architecture's config only in its SWEPT value are
+    trained together, one sweep per architecture in `<workdir>/sweep_<arch>`; the others one by one (`run_all`).
+    Returns {run name: its results} as `run_all` does (a member's results.json)."""
+    groups, rest = {}, {}
+    for name, (arch, overrides) in todo.items():
+        if set(overrides) == {SWEPT.get(arch)}:
+            groups.setdefault(arch, []).append(name)
+        else:
+            rest[name] = (arch, overrides)
+    done = {}
+    for arch, names in groups.items():
+        swept = SWEPT[arch]
+        values = {n: make_config(arch, todo[n][1], args).model[swept] for n in names}  # runlocal scales k
+        config = make_config(arch, {}, args)
+        config.sweep = f"{swept}=" + ",".join(str(v) for v in sorted(set(values.values())))
+        table = runs.train_or_load(config, os.path.join(args.workdir, f"sweep_{arch}"))
+        member = {m.hparams[swept]: m.name for m in sweep.members(config)}
+        done.update({n: table["members"][member[values[n]]] for n in names})
+    return {**done, **run_all(rest, args)}
 
 
 def _row(name: str, r: dict) -> str:
@@ -162,6 +192,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=256, help="SAE training steps (one epoch of the 1M tokens)")
     parser.add_argument("--runlocal", action="store_true", help="the tiny LM and 20-step SAEs: a smoke test")
     parser.add_argument("--calibrate", action="store_true", help="only the learning-rate check (CALIBRATION)")
+    parser.add_argument("--sweep", action="store_true", help="train each architecture's frontier in one pass")
     args = parser.parse_args()
     if args.calibrate:
         done = run_all(CALIBRATION, args)
@@ -170,7 +201,8 @@ def main() -> None:
             f.write("\n".join(lines) + "\n")
         print("\n".join(lines))
         return
-    done = run_all({**FRONTIER, **{n: v[1:] for n, v in AUXK.items()}, **SCALING, **JUMPRELU_INIT}, args)
+    todo = {**FRONTIER, **{n: v[1:] for n, v in AUXK.items()}, **SCALING, **JUMPRELU_INIT}
+    done = run_sweeps(todo, args) if args.sweep else run_all(todo, args)
 
     lines = ["## Frontier (equal width)", "", *HEADER, *(_row(n, done[n]) for n in FRONTIER), ""]
     lines += ["## Dead latents with and without AuxK (TopK)", "", *HEADER]
