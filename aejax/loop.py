@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from aejax import checkpoint, sharding
 from aejax import train_step as ts
-from aejax.data import pipeline
+from aejax.data import pipeline, streaming
 from aejax.metric_writer import MetricWriter
 from aejax.objectives import Objective
 
@@ -160,7 +160,7 @@ def resolve_steps_per_call(
       ValueError: for K > 1 with a loader that cannot serve device-resident batches (not in memory, or with a
         per-step transform such as dynamic binarisation).
     """
-    on_device = isinstance(loader, pipeline.InMemoryLoader) and loader.transform is None
+    on_device = loader.device_resident
     k = settings.steps_per_call
     if k == 0:
         if not on_device:
@@ -176,7 +176,8 @@ def resolve_steps_per_call(
     if k > 1 and not on_device:
         raise ValueError(
             f"config.steps_per_call={k} needs the training split in memory without a per-step transform "
-            "(dynamic binarisation samples on the host each step); use steps_per_call=1."
+            "(dynamic binarisation samples on the host each step; a streamed split is read each step); use "
+            "steps_per_call=1."
         )
     if k > 1 and slow_in_scan:
         return k, (
@@ -192,7 +193,8 @@ class EvalResult(NamedTuple):
 
     Attributes:
       metrics: {name: [N]} the objective's per-example metrics.
-      code: [N, K] the codes.
+      code: [N, K] the codes; of a streamed split (`streaming.StoreView`), only its first `x.max_code_rows` rows
+        ([min(N, max_code_rows), K]), so a split larger than memory is evaluated in chunks.
       time_s: wall-clock seconds the evaluation took (every batch to host; it includes compiling the eval step
         when this is the step's first use), e.g. the cost of a VAE's k-sample importance bound.
     """
@@ -222,7 +224,8 @@ def evaluate(
     Args:
       state: the TrainState (its params and model_state are read).
       eval_step: `train_step.make_eval_step(objective.eval_fn, mesh)`.
-      x: [N, *input_shape] inputs; labels: [N].
+      x: [N, *input_shape] inputs, in memory or a streamed split (`streaming.StoreView`, read batch by batch;
+        then only the first `x.max_code_rows` codes are kept); labels: [N].
       mesh: the data mesh; batch_size: rows per batch (padded to a multiple of the devices).
       seed: seed of the evaluation randomness (stochastic bounds, sampled scores), fixed so evaluation repeats.
       mask: optional [N, T] step validity of variable-length series (`Split.mask`), carried on each batch.
@@ -230,6 +233,8 @@ def evaluate(
     t0 = time.perf_counter()
     outs = []
     rng = jax.random.key(seed)
+    keep_codes = x.max_code_rows if isinstance(x, streaming.StoreView) else len(x)
+    row = 0
     for i, (batch, num_valid) in enumerate(
         pipeline.eval_batches(x, labels, batch_size=batch_size, multiple_of=mesh.devices.size, mask=mask)
     ):
@@ -239,7 +244,9 @@ def evaluate(
         out = (
             multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
         )
-        outs.append(jax.tree.map(lambda a, n=num_valid: np.asarray(a)[:n], out))
+        out = jax.tree.map(lambda a, n=num_valid: np.asarray(a)[:n], out)
+        outs.append(out.replace(code=out.code[: max(0, keep_codes - row)]))
+        row += num_valid
     return EvalResult(
         metrics={k: np.concatenate([o.metrics[k] for o in outs]) for k in outs[0].metrics},
         code=np.concatenate([o.code for o in outs]),
@@ -337,7 +344,7 @@ def run(
         on_start(start)
 
     slow = set()
-    if settings.steps_per_call != 1 and isinstance(loader, pipeline.InMemoryLoader) and loader.transform is None:
+    if settings.steps_per_call != 1 and loader.device_resident:
         slow = ts.slow_in_scan(objective.loss_fn, tx, state, loader.batch(start), jax.default_backend())
     k, why = resolve_steps_per_call(settings, loader, slow)
     if jax.process_index() == 0 and (k > 1 or slow):
@@ -380,11 +387,13 @@ def run(
 
     steps = settings.num_steps
     step = start
+    # One step per call takes the loader's batches in order from `start` (a streaming loader reads ahead).
+    batches = loader.iterate(start) if k == 1 else None
     try:
         with tqdm(total=steps, initial=start, desc=desc, disable=jax.process_index() != 0, leave=False) as bar:
             while step < steps:
                 if k == 1:
-                    state, metrics = train_step(state, sharding.to_global(loader.batch(step), mesh))
+                    state, metrics = train_step(state, sharding.to_global(next(batches), mesh))
                     done = step + 1
                 else:  # K steps, ending early at the next log / eval / checkpoint step and at the end
                     done = min(steps, step + k, *(_next_multiple(step, getattr(settings, n)) for n in INTERVALS))
@@ -411,6 +420,8 @@ def run(
                 if not window:  # examples/s and train time measure training, not evaluation or checkpointing
                     t_window, paused = time.perf_counter(), 0.0
     finally:
+        if batches is not None:
+            batches.close()  # stops a streaming loader's reading threads
         if ckpt is not None:
             ckpt.wait()  # an interrupted run still finishes writing its last good checkpoint
             ckpt.close()
