@@ -52,7 +52,10 @@ def analyse(ctx: reports.RunContext) -> dict:
     points, how = embedding.embed_2d(ev.code, config.analysis.embedding, seed=config.seed)
     plots.latent_scatter(
         # A streamed split's evaluation keeps the codes of its first rows only (aejax.loop.EvalResult.code).
-        points, ctx.test_split.labels[: len(points)], os.path.join(workdir, "latent.png"), title=f"{how}, test set"
+        points,
+        ctx.test_split.labels[: len(points)],
+        os.path.join(workdir, "latent.png"),
+        title=f"{how}, test set",
     )
     plots.loss_curves(read_metrics(workdir), os.path.join(workdir, "loss_curves.png"))
     out.update(reports.run(config.analysis.reports, ctx))

@@ -63,7 +63,9 @@ class StoreView:
             with open(a.filename, "rb") as f:
                 m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)  # the mapping outlives the descriptor
             if len(m) < a.offset + a.nbytes:
-                raise ValueError(f"{a.filename}: shorter than its header says (truncated shard of split {split!r}).")
+                raise ValueError(
+                    f"{a.filename}: shorter than its header says (truncated shard of split {split!r})."
+                )
             self._maps.append(m)
             self._arrays.append(np.ndarray(a.shape, a.dtype, buffer=m, offset=a.offset))
         self._offsets = np.cumsum([0] + [len(a) for a in self._arrays])
@@ -88,7 +90,9 @@ class StoreView:
             return self._take(np.asarray([key], np.int64) % max(n, 1))[0]
         index = np.asarray(key)
         if not np.issubdtype(index.dtype, np.integer) or index.ndim != 1:
-            raise IndexError(f"StoreView takes an int, a slice or a 1-D integer array, got {index.dtype} {index.shape}.")
+            raise IndexError(
+                f"StoreView takes an int, a slice or a 1-D integer array, got {index.dtype} {index.shape}."
+            )
         return self._take(index.astype(np.int64))
 
     def _take(self, index: np.ndarray) -> np.ndarray:

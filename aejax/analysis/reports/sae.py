@@ -54,9 +54,9 @@ def report(ctx: RunContext) -> dict:
 
     Returns:
       {rows (the test rows the numbers cover: all, or the first config.analysis.max_code_rows of a streamed
-      split), fvu, mse, l0, cos_sim, shrinkage, never_fired_fraction, dead_fraction (latents with no activation in the
-      model's last `dead_after` training examples, from the checkpointed counts), median_log10_density}, and on
-      LM activations {ce_clean, ce_spliced, ce_zero (nats per byte), delta_loss, loss_recovered}.
+      split), fvu, mse, l0, cos_sim, shrinkage, never_fired_fraction, dead_fraction (latents with no activation
+      in the model's last `dead_after` training examples, from the checkpointed counts), median_log10_density},
+      and on LM activations {ce_clean, ce_spliced, ce_zero (nats per byte), delta_loss, loss_recovered}.
 
     Raises:
       TypeError: if the run's model is not a sparse autoencoder.

@@ -1,0 +1,113 @@
+"""Streamed activation stores: peak RSS of a run on a store several times what it may hold, and examples/s of the
+streaming loader against the in-memory loader on a store that fits (run by hand; results in the README).
+
+  python benchmarks/bench_streaming.py write --out=/work/big/store8g --rows=16777216     # 8 GiB of d = 128
+  python benchmarks/bench_streaming.py rss --store=/work/big/store8g --steps=256         # peak RSS, streamed
+  python benchmarks/bench_streaming.py write --out=/work/big/store512m --rows=1048576    # a store that fits
+  python benchmarks/bench_streaming.py speed --store=/work/big/store512m --rounds=3 --steps=128
+
+The vectors are sparse combinations of a random dictionary plus noise (K_ACTIVE of N_ATOMS unit atoms with
+exponential coefficients, Gaussian noise of std NOISE per component), so the TopK SAE learns something. Every
+run is `launch.py --config=configs/sae.py:store` in a subprocess (TopK, 128 -> 2048 latents, k = 32, batch 4096);
+its peak RSS is the child's `ru_maxrss` (`os.wait4`), its examples/s the loop's median over log windows
+(results.json). `speed` alternates memory and stream runs, round by round, and reports medians.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+N_ATOMS, K_ACTIVE, NOISE, D = 1024, 8, 0.05, 128
+
+
+def write(out: str, rows: int, test_rows: int, seed: int = 0) -> None:
+    from aejax.data.activation_store import ActivationWriter
+
+    if os.path.exists(out):
+        raise SystemExit(f"{out} exists; delete it first.")
+    rng = np.random.default_rng(seed)
+    atoms = rng.normal(size=(N_ATOMS, D)).astype(np.float32)
+    atoms /= np.linalg.norm(atoms, axis=1, keepdims=True)
+    w = ActivationWriter(out, d=D, shard_rows=65536, source={"framework": "bench_streaming", "seed": seed})
+    t0 = time.perf_counter()
+    for split, n in (("train", rows), ("test", test_rows)):
+        for start in range(0, n, 65536):
+            b = min(65536, n - start)
+            idx = rng.integers(0, N_ATOMS, (b, K_ACTIVE))
+            coef = rng.exponential(1.0, (b, K_ACTIVE)).astype(np.float32)
+            x = NOISE * rng.standard_normal((b, D), dtype=np.float32)
+            for j in range(K_ACTIVE):
+                x += coef[:, j, None] * atoms[idx[:, j]]
+            w.append(split, x)
+        w.finish(split)
+    size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    print(
+        f"wrote {out}: {rows} + {test_rows} rows of d = {D}, {size / 2**30:.2f} GiB "
+        f"in {time.perf_counter() - t0:.0f} s"
+    )
+
+
+def launch(store: str, workdir: str, mode: str, steps: int, extra=()) -> dict:
+    """One training run in a subprocess: its results.json plus peak_rss_gb and wall_s."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    cmd = [
+        sys.executable, os.path.join(ROOT, "launch.py"), "--config=configs/sae.py:store",
+        f"--config.dataset=activations:{store}", f"--config.data_loading={mode}",
+        f"--config.num_train_steps={steps}",
+        f"--config.eval_every={steps}", f"--config.checkpoint_every={steps}", f"--workdir={workdir}", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    t0 = time.perf_counter()
+    with open(workdir + ".log", "w") as log:
+        p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(p.pid, 0)
+    if status:
+        raise SystemExit(f"{' '.join(cmd)} failed ({status}); see {workdir}.log")
+    with open(os.path.join(workdir, "results.json")) as f:
+        res = json.load(f)
+    res["peak_rss_gb"] = usage.ru_maxrss / 2**20  # ru_maxrss is in KiB on Linux
+    res["wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=("write", "rss", "speed"))
+    ap.add_argument("--out", default="/work/big/store8g")
+    ap.add_argument("--rows", type=int, default=1 << 24)
+    ap.add_argument("--test_rows", type=int, default=65536)
+    ap.add_argument("--store", default="/work/big/store8g")
+    ap.add_argument("--steps", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workdir", default="/tmp/bench_streaming")
+    args = ap.parse_args()
+    print(f"load: {os.getloadavg()}")
+    if args.what == "write":
+        write(args.out, args.rows, args.test_rows)
+    elif args.what == "rss":
+        r = launch(args.store, args.workdir + "_rss", "stream", args.steps)
+        keys = ("num_train", "peak_rss_gb", "examples_per_s", "train_time_s", "wall_s", "sae/fvu", "test_l0")
+        print(json.dumps({k: r.get(k) for k in keys}, indent=1))
+    else:
+        rates = {"memory": [], "stream": []}
+        for i in range(args.rounds):
+            for mode in ("memory", "stream") if i % 2 == 0 else ("stream", "memory"):
+                r = launch(args.store, f"{args.workdir}_{mode}", mode, args.steps)
+                rates[mode].append(r["examples_per_s"])
+                fvu = r.get("sae/fvu", float("nan"))
+                print(f"round {i} {mode}: {r['examples_per_s']:.0f} ex/s, peak RSS {r['peak_rss_gb']:.2f} GiB, "
+                      f"steps/call {r['steps_per_call']}, fvu {fvu:.3f}", flush=True)  # fmt: skip
+        med = {m: float(np.median(v)) for m, v in rates.items()}
+        print(f"medians: memory {med['memory']:.0f} ex/s, stream {med['stream']:.0f} ex/s, "
+              f"ratio {med['stream'] / med['memory']:.2f}; load {os.getloadavg()}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
