@@ -231,10 +231,10 @@ def evaluate(
       mask: optional [N, T] step validity of variable-length series (`Split.mask`), carried on each batch.
     """
     t0 = time.perf_counter()
-    outs = []
     rng = jax.random.key(seed)
-    keep_codes = x.max_code_rows if isinstance(x, streaming.StoreView) else len(x)
-    row = 0
+    n = len(x)
+    keep_codes = min(n, x.max_code_rows) if isinstance(x, streaming.StoreView) else n
+    metrics, code, row = {}, None, 0
     for i, (batch, num_valid) in enumerate(
         pipeline.eval_batches(x, labels, batch_size=batch_size, multiple_of=mesh.devices.size, mask=mask)
     ):
@@ -244,14 +244,15 @@ def evaluate(
         out = (
             multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
         )
-        out = jax.tree.map(lambda a, n=num_valid: np.asarray(a)[:n], out)
-        outs.append(out.replace(code=out.code[: max(0, keep_codes - row)]))
+        if code is None:  # sized by the first batch and filled in place: no second copy of the codes
+            metrics = {k: np.empty((n, *np.shape(v)[1:]), np.asarray(v).dtype) for k, v in out.metrics.items()}
+            code = np.empty((keep_codes, *np.shape(out.code)[1:]), np.asarray(out.code).dtype)
+        for k, v in out.metrics.items():
+            metrics[k][row : row + num_valid] = np.asarray(v)[:num_valid]
+        if (c := min(num_valid, keep_codes - row)) > 0:
+            code[row : row + c] = np.asarray(out.code)[:c]
         row += num_valid
-    return EvalResult(
-        metrics={k: np.concatenate([o.metrics[k] for o in outs]) for k in outs[0].metrics},
-        code=np.concatenate([o.code for o in outs]),
-        time_s=time.perf_counter() - t0,
-    )
+    return EvalResult(metrics=metrics, code=code, time_s=time.perf_counter() - t0)
 
 
 class LoopResult(NamedTuple):

@@ -5,6 +5,7 @@ streaming loader against the in-memory loader on a store that fits (run by hand;
   python benchmarks/bench_streaming.py rss --store=/work/big/store8g --steps=256         # peak RSS, streamed
   python benchmarks/bench_streaming.py write --out=/work/big/store512m --rows=1048576    # a store that fits
   python benchmarks/bench_streaming.py speed --store=/work/big/store512m --rounds=3 --steps=128
+  python benchmarks/bench_streaming.py reads --store=/work/big/store8g --rounds=3     # how the view reads rows
 
 The vectors are sparse combinations of a random dictionary plus noise (K_ACTIVE of N_ATOMS unit atoms with
 exponential coefficients, Gaussian noise of std NOISE per component), so the TopK SAE learns something. Every
@@ -54,6 +55,61 @@ def write(out: str, rows: int, test_rows: int, seed: int = 0) -> None:
     )
 
 
+def _rss_file_mib() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssFile:")) / 1024
+
+
+def _pread_reader(store):
+    """Rows by one `os.pread` each, sorted by position (the alternative to the view's mmap + MADV_DONTNEED)."""
+    arrays = store.vector_shards("train")
+    fds = [os.open(a.filename, os.O_RDONLY) for a in arrays]
+    offsets = np.cumsum([0] + [len(a) for a in arrays])
+    row_bytes = store.d * 4
+
+    def read(index):
+        order = np.argsort(index)
+        sorted_index = index[order]
+        shard = np.searchsorted(offsets, sorted_index, side="right") - 1
+        out = np.empty((len(index), store.d), np.float32)
+        for k, (i, r) in enumerate(zip(shard.tolist(), (sorted_index - offsets[shard]).tolist(), strict=True)):
+            out[k] = np.frombuffer(os.pread(fds[i], row_bytes, arrays[i].offset + r * row_bytes), np.float32)
+        result = np.empty_like(out)
+        result[order] = out
+        return result
+
+    return read
+
+
+def reads(store_dir: str, rounds: int, batches: int, batch: int) -> None:
+    """ms per batch of `batch` random train rows (fresh rows for every method and round, so no method reads what
+    another just brought into the page cache), and the growth of the process's file-backed RSS."""
+    from aejax.data.activation_store import ActivationStore
+    from aejax.data.streaming import StoreView
+
+    store = ActivationStore(store_dir)
+    view = StoreView(store, "train")
+    methods = {
+        "StoreView (mmap + MADV_DONTNEED)": view.__getitem__,
+        "os.pread per row": _pread_reader(store),
+        "memmap, pages kept (ActivationStore.take)": lambda i: store.take("train", i),
+    }
+    rng = np.random.default_rng(0)
+    ms, grew = {m: [] for m in methods}, {m: 0.0 for m in methods}
+    for r in range(rounds):
+        for name in list(methods)[:: 1 if r % 2 == 0 else -1]:
+            before = _rss_file_mib()
+            for _ in range(batches):
+                index = rng.integers(0, len(view), batch)
+                t0 = time.perf_counter()
+                methods[name](index)
+                ms[name].append(1e3 * (time.perf_counter() - t0))
+            grew[name] += _rss_file_mib() - before
+    for name in methods:
+        print(f"{name}: median {np.median(ms[name]):.1f} ms per batch of {batch}, file-backed RSS grew "
+              f"{grew[name]:.0f} MiB over {rounds * batches} batches")  # fmt: skip
+
+
 def launch(store: str, workdir: str, mode: str, steps: int, extra=()) -> dict:
     """One training run in a subprocess: its results.json plus peak_rss_gb and wall_s."""
     shutil.rmtree(workdir, ignore_errors=True)
@@ -79,7 +135,9 @@ def launch(store: str, workdir: str, mode: str, steps: int, extra=()) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("write", "rss", "speed"))
+    ap.add_argument("what", choices=("write", "rss", "speed", "reads"))
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--out", default="/work/big/store8g")
     ap.add_argument("--rows", type=int, default=1 << 24)
     ap.add_argument("--test_rows", type=int, default=65536)
@@ -91,6 +149,8 @@ def main() -> None:
     print(f"load: {os.getloadavg()}")
     if args.what == "write":
         write(args.out, args.rows, args.test_rows)
+    elif args.what == "reads":
+        reads(args.store, args.rounds, args.batches, args.batch)
     elif args.what == "rss":
         r = launch(args.store, args.workdir + "_rss", "stream", args.steps)
         keys = ("num_train", "peak_rss_gb", "examples_per_s", "train_time_s", "wall_s", "sae/fvu", "test_l0")

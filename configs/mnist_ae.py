@@ -86,7 +86,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # reports: comma-separated modules of aejax/analysis/reports run after training (e.g. "sparsity").
     # max_code_rows: the test codes a streamed evaluation keeps (its first rows) for the embedding and reports.
     c.analysis = ml_collections.ConfigDict(
-        dict(pca_baseline=True, embedding="tsne", reports="", max_code_rows=65536)
+        dict(pca_baseline=True, embedding="tsne", reports="", max_code_rows=32768)
     )
 
     if "code2" in variants:

@@ -91,7 +91,7 @@ def test_killed_streamed_run_resumes_on_the_same_batches(store, tmp_path):
 
     def launch(loader, steps, workdir):
         settings = loop.LoopSettings(
-            num_steps=steps, batch_size=40, log_every=3, eval_every=100, checkpoint_every=3
+            num_steps=steps, batch_size=40, log_every=3, eval_every=100, checkpoint_every=6
         )
         init_fn = build.make_init_fn(model, tx, (D,), mesh, jax.random.key(0))
         return loop.run(
