@@ -149,18 +149,20 @@ def resolve_steps_per_call(
 ) -> tuple[int, str]:
     """The K the loop uses and why: settings.steps_per_call, or for 0 ("auto") the largest divisor of the log,
     eval and checkpoint intervals up to MAX_AUTO_STEPS_PER_CALL (e.g. 25 for intervals 50 / 500 / 500) when the
-    loader can serve batches from device memory and the step has no primitive that the backend runs slowly
-    inside a scan (`slow_in_scan`, from `train_step.slow_in_scan`: convolutions on CPU), else 1. A function of the
-    config, the model's primitives and the backend, so a resumed run uses the K of the run it continues.
+    loader can feed a multi-step scan (`loader.can_scan`: a split in device memory, or a streamed split on one
+    process, whose K batches go to the devices in one transfer per call) and the step has no primitive that the
+    backend runs slowly inside a scan (`slow_in_scan`, from `train_step.slow_in_scan`: convolutions on CPU), else
+    1. A function of the config, the model's primitives and the backend, so a resumed run uses the K of the run it
+    continues.
 
     Returns:
       (K, a sentence saying why, for the log).
 
     Raises:
-      ValueError: for K > 1 with a loader that cannot serve device-resident batches (not in memory, or with a
-        per-step transform such as dynamic binarisation).
+      ValueError: for K > 1 with a loader that cannot feed a scan (a per-step host transform such as dynamic
+        binarisation, or a streamed split over several processes).
     """
-    on_device = loader.device_resident
+    on_device = loader.can_scan
     k = settings.steps_per_call
     if k == 0:
         if not on_device:
@@ -175,9 +177,8 @@ def resolve_steps_per_call(
         return k, "auto: the largest divisor of the log, eval and checkpoint intervals up to 32"
     if k > 1 and not on_device:
         raise ValueError(
-            f"config.steps_per_call={k} needs the training split in memory without a per-step transform "
-            "(dynamic binarisation samples on the host each step; a streamed split is read each step); use "
-            "steps_per_call=1."
+            f"config.steps_per_call={k} needs batches without a per-step host transform (dynamic binarisation "
+            "samples on the host each step) and, for a streamed split, one process; use steps_per_call=1."
         )
     if k > 1 and slow_in_scan:
         return k, (
@@ -345,7 +346,7 @@ def run(
         on_start(start)
 
     slow = set()
-    if settings.steps_per_call != 1 and loader.device_resident:
+    if settings.steps_per_call != 1 and loader.can_scan:
         slow = ts.slow_in_scan(objective.loss_fn, tx, state, loader.batch(start), jax.default_backend())
     k, why = resolve_steps_per_call(settings, loader, slow)
     if jax.process_index() == 0 and (k > 1 or slow):
@@ -355,8 +356,8 @@ def run(
         train_step = ts.make_train_step(objective.loss_fn, tx, mesh, **hooks)
     else:
         multi_step = ts.make_multi_step(objective.loss_fn, tx, mesh, **hooks)
-        # Once; batches are gathered on device.
-        device_split = sharding.replicate((loader.x, loader.labels, loader.mask), mesh)
+        if loader.device_resident:  # once; batches are gathered on device
+            device_split = sharding.replicate((loader.x, loader.labels, loader.mask), mesh)
     eval_step = ts.make_eval_step(objective.eval_fn, mesh) if eval_data is not None else None
     writer = MetricWriter(workdir) if workdir is not None else None
     window, window_start, last, ev = [], start, {}, None
@@ -388,8 +389,8 @@ def run(
 
     steps = settings.num_steps
     step = start
-    # One step per call takes the loader's batches in order from `start` (a streaming loader reads ahead).
-    batches = loader.iterate(start) if k == 1 else None
+    # Batches made on the host come in order from `start` (a streaming loader reads ahead in threads).
+    batches = None if k > 1 and loader.device_resident else loader.iterate(start)
     try:
         with tqdm(total=steps, initial=start, desc=desc, disable=jax.process_index() != 0, leave=False) as bar:
             while step < steps:
@@ -398,8 +399,18 @@ def run(
                     done = step + 1
                 else:  # K steps, ending early at the next log / eval / checkpoint step and at the end
                     done = min(steps, step + k, *(_next_multiple(step, getattr(settings, n)) for n in INTERVALS))
-                    rows = np.stack([loader.global_rows(s) for s in range(step, done)]).astype(np.int32)
-                    state, metrics = multi_step(state, *device_split, rows)
+                    if loader.device_resident:
+                        rows = np.stack([loader.global_rows(s) for s in range(step, done)]).astype(np.int32)
+                        state, metrics = multi_step(state, *device_split, rows)
+                    else:  # the next K host batches, sent in one transfer; step t of the scan takes rows t*B...
+                        chunk = [next(batches) for _ in range(step, done)]
+                        host = (
+                            np.concatenate([b.x for b in chunk]),
+                            np.concatenate([b.label for b in chunk]),
+                            None,
+                        )
+                        rows = np.arange(len(host[0]), dtype=np.int32).reshape(done - step, -1)
+                        state, metrics = multi_step(state, *sharding.replicate(host, mesh), rows)
                 window.append(metrics)
                 bar.update(done - step)
                 step = done

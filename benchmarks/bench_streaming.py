@@ -6,6 +6,7 @@ streaming loader against the in-memory loader on a store that fits (run by hand;
   python benchmarks/bench_streaming.py write --out=/work/big/store512m --rows=1048576    # a store that fits
   python benchmarks/bench_streaming.py speed --store=/work/big/store512m --rounds=3 --steps=128
   python benchmarks/bench_streaming.py reads --store=/work/big/store8g --rounds=3     # how the view reads rows
+  python benchmarks/bench_streaming.py kill --store=/work/big/store512m --steps=128   # SIGKILL at 64, resume
 
 The vectors are sparse combinations of a random dictionary plus noise (K_ACTIVE of N_ATOMS unit atoms with
 exponential coefficients, Gaussian noise of std NOISE per component), so the TopK SAE learns something. Every
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -110,20 +112,32 @@ def reads(store_dir: str, rounds: int, batches: int, batch: int) -> None:
               f"{grew[name]:.0f} MiB over {rounds * batches} batches")  # fmt: skip
 
 
-def launch(store: str, workdir: str, mode: str, steps: int, extra=()) -> dict:
-    """One training run in a subprocess: its results.json plus peak_rss_gb and wall_s."""
-    shutil.rmtree(workdir, ignore_errors=True)
+def launch(
+    store: str, workdir: str, mode: str, steps: int, *, every: int | None = None, kill_at: int | None = None,
+    fresh: bool = True,
+) -> dict | None:  # fmt: skip
+    """One training run in a subprocess: its results.json plus peak_rss_gb and wall_s. With `kill_at`, the run is
+    killed (SIGKILL) as soon as its checkpoint at that step is on disk, and None is returned."""
+    if fresh:
+        shutil.rmtree(workdir, ignore_errors=True)
+    every = every or steps
     cmd = [
         sys.executable, os.path.join(ROOT, "launch.py"), "--config=configs/sae.py:store",
         f"--config.dataset=activations:{store}", f"--config.data_loading={mode}",
-        f"--config.num_train_steps={steps}",
-        f"--config.eval_every={steps}", f"--config.checkpoint_every={steps}", f"--workdir={workdir}", *extra,
+        f"--config.num_train_steps={steps}", f"--config.eval_every={steps}", f"--config.checkpoint_every={every}",
+        f"--workdir={workdir}",
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": ROOT}
     t0 = time.perf_counter()
-    with open(workdir + ".log", "w") as log:
+    with open(workdir + ".log", "a") as log:
         p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if kill_at is not None:
+            while not os.path.isdir(os.path.join(workdir, "checkpoints", str(kill_at))) and p.poll() is None:
+                time.sleep(0.05)
+            p.send_signal(signal.SIGKILL)
         _, status, usage = os.wait4(p.pid, 0)
+    if kill_at is not None:
+        return None
     if status:
         raise SystemExit(f"{' '.join(cmd)} failed ({status}); see {workdir}.log")
     with open(os.path.join(workdir, "results.json")) as f:
@@ -133,9 +147,40 @@ def launch(store: str, workdir: str, mode: str, steps: int, extra=()) -> dict:
     return res
 
 
+def kill_resume(store: str, steps: int, every: int, kill_at: int, workdir: str) -> None:
+    """A streamed run killed with SIGKILL after its checkpoint at `kill_at` and relaunched, against an
+    uninterrupted one: the logged losses after the kill (means over log windows of 32 steps, so they differ if any
+    batch differs) and the final parameters."""
+    from aejax import runs
+    from aejax.metric_writer import read_metrics
+
+    launch(store, workdir + "_killed", "stream", steps, every=every, kill_at=kill_at)
+    launch(store, workdir + "_killed", "stream", steps, every=every, fresh=False)
+    launch(store, workdir + "_whole", "stream", steps, every=every)
+    losses = []
+    for w in (workdir + "_killed", workdir + "_whole"):
+        last = {}
+        for row in read_metrics(w):  # a killed run's windows after its checkpoint are logged twice: keep the last
+            if "loss" in row:
+                last[row["step"]] = row["loss"]
+        losses.append({s: v for s, v in last.items() if s > kill_at})
+    params = [jax_leaves(runs.load_run(w).state.params) for w in (workdir + "_killed", workdir + "_whole")]
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(*params, strict=True))
+    print(f"losses after the kill at {kill_at}: killed+resumed {losses[0]}, uninterrupted {losses[1]}")
+    print(f"max |param difference| at step {steps}: {diff:.3g}")
+
+
+def jax_leaves(tree) -> list[np.ndarray]:
+    import jax
+
+    return [np.asarray(a) for a in jax.tree.leaves(jax.device_get(tree))]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("what", choices=("write", "rss", "speed", "reads"))
+    ap.add_argument("what", choices=("write", "rss", "speed", "reads", "kill"))
+    ap.add_argument("--every", type=int, default=32)
+    ap.add_argument("--kill_at", type=int, default=64)
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--out", default="/work/big/store8g")
@@ -149,6 +194,8 @@ def main() -> None:
     print(f"load: {os.getloadavg()}")
     if args.what == "write":
         write(args.out, args.rows, args.test_rows)
+    elif args.what == "kill":
+        kill_resume(args.store, args.steps, args.every, args.kill_at, args.workdir)
     elif args.what == "reads":
         reads(args.store, args.rounds, args.batches, args.batch)
     elif args.what == "rss":

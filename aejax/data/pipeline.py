@@ -80,6 +80,12 @@ class AbstractLoader(abc.ABC):
         (`loop.resolve_steps_per_call`); False unless a subclass holds the whole split in host memory."""
         return False
 
+    @property
+    def can_scan(self) -> bool:
+        """Whether the loop may run K > 1 steps per jitted call (a `lax.scan`) on this loader's batches: from a
+        device-resident split, or from K host batches sent at once (`StreamingLoader` on one process)."""
+        return self.device_resident
+
     def iterate(self, start_step: int = 0) -> Iterator[Batch]:
         """Yields `batch(start_step)`, `batch(start_step + 1)`, ... forever (the loop's batches when it takes one
         step per call; a streaming loader prefetches them)."""

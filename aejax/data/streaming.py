@@ -211,6 +211,11 @@ class StreamingLoader(PermutedLoader):
         self.x, self.labels = x, labels
         self.num_threads, self.prefetch = num_threads, prefetch
 
+    @property
+    def can_scan(self) -> bool:
+        # K steps per call take K host batches in one replicated transfer: the whole global batch must be here.
+        return self.process_count == 1
+
     def batch(self, step: int) -> Batch:
         """Returns this host's `Batch(x [B/P, d], label [B/P])` of global step `step`."""
         rows = self.local_rows(step)
