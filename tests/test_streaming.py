@@ -149,7 +149,7 @@ def _rss_file_kib() -> int:
 
 def test_view_reads_do_not_stay_in_the_resident_set(tmp_path):
     """Reading every row of a 16 MiB store through the view leaves the process's file-backed RSS about where it
-    was, while reading it through a plain memmap adds the file's pages (the reason for MADV_DONTNEED)."""
+    was, while reading it through a plain memmap adds the file's pages (the reason the view uses pread)."""
     rows, d = 32768, 128
     path = str(tmp_path / "big")
     w = activation_store.ActivationWriter(path, d=d, shard_rows=8192)
@@ -217,3 +217,12 @@ def test_missing_or_truncated_shards_are_named(store, tmp_path):
                 f.truncate(os.path.getsize(shard) - 4 * D)  # one row short
         with pytest.raises((FileNotFoundError, ValueError), match="train-00002.vectors.npy"):
             build.load_data(_config(copy, data_loading="stream"))
+    # Truncated while a run reads it: the read that reaches the missing bytes names the shard.
+    copy = str(tmp_path / "later")
+    shutil.copytree(path, copy)
+    view = build.load_data(_config(copy, data_loading="stream"))[0].x
+    shard = os.path.join(copy, "train-00002.vectors.npy")
+    os.truncate(shard, os.path.getsize(shard) - 4 * D)
+    np.testing.assert_array_equal(view[64:95], store[1]["train"][64:95])  # rows before the cut still read
+    with pytest.raises(ValueError, match="train-00002.vectors.npy: truncated"):
+        view[np.array([3, 95])]
