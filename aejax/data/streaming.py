@@ -31,6 +31,7 @@ from aejax.data.transforms import Transforms
 
 MODES = ("auto", "memory", "stream")
 _MAX_OPEN_PER_THREAD = 256
+PREFETCH_BYTES = 256 * 2**20  # host memory for batches read ahead (d = 128, B = 4,096: 64 batches)
 # Codes a streamed evaluation keeps by default, its first rows (at 2048 latents 256 MiB); metrics cover every row.
 DEFAULT_MAX_CODE_ROWS = 32768
 
@@ -197,7 +198,9 @@ class StreamingLoader(PermutedLoader):
       labels: [N] int32 labels.
       global_batch_size, seed, process_index, process_count: as `InMemoryLoader`.
       num_threads: grain threads reading batches.
-      prefetch: batches read ahead of the one the loop consumes (each holds B/P x d float32).
+      prefetch: batches read ahead of the one the loop consumes (each holds B/P x d float32); None: as many as
+        fit in PREFETCH_BYTES, at most 64 (two calls of K = 32 steps, so the next call's batches are read while
+        the device runs this one), at least 2.
 
     Raises:
       ValueError: on mismatched lengths, a bad batch size (see `AbstractLoader`), or num_threads / prefetch < 1.
@@ -213,12 +216,10 @@ class StreamingLoader(PermutedLoader):
         process_index: int = 0,
         process_count: int = 1,
         num_threads: int = 2,
-        prefetch: int = 4,
+        prefetch: int | None = None,
     ):
         if len(x) != len(labels):
             raise ValueError(f"{len(x)} inputs but {len(labels)} labels.")
-        if num_threads < 1 or prefetch < 1:
-            raise ValueError(f"num_threads {num_threads} and prefetch {prefetch} must be >= 1.")
         super().__init__(
             len(x),
             global_batch_size=global_batch_size,
@@ -226,6 +227,11 @@ class StreamingLoader(PermutedLoader):
             process_index=process_index,
             process_count=process_count,
         )
+        if prefetch is None:
+            batch_bytes = self.local_batch_size * int(np.prod(x.shape[1:])) * 4
+            prefetch = max(2, min(64, PREFETCH_BYTES // batch_bytes))
+        if num_threads < 1 or prefetch < 1:
+            raise ValueError(f"num_threads {num_threads} and prefetch {prefetch} must be >= 1.")
         self.x, self.labels = x, labels
         self.num_threads, self.prefetch = num_threads, prefetch
 
