@@ -23,7 +23,7 @@ import ml_collections
 
 from aejax import checkpoint, loop, objectives, optim, sharding
 from aejax import train_step as ts
-from aejax.data import classes, datasets, pipeline, transforms
+from aejax.data import classes, datasets, pipeline, streaming, transforms
 from aejax.likelihoods import Likelihood, get_likelihood
 from aejax.models import AbstractAutoencoder, get_model
 
@@ -33,18 +33,41 @@ def load_data(config: ml_collections.ConfigDict) -> tuple[datasets.Split, datase
     under dynamic binarisation stays grey; the loader samples it every step). `config.train_classes` ("" all,
     "3", "1,7") keeps only those classes of the train split; the test split is whole (`aejax.data.classes`).
 
+    An activation store's split is streamed (x a lazy `streaming.StoreView`, read batch by batch) when
+    `config.data_loading` is "stream", or "auto" and the split is larger than `config.max_memory_gb` GiB
+    (`streaming.should_stream`); a streamed split keeps its stored vectors (no transforms).
+
     Raises:
-      KeyError / FileNotFoundError / ValueError: for a dataset that is unknown, missing or unreadable, bad
-        transforms (see `datasets.load_split`, `transforms.Transforms.from_config`), or a train class that is
-        not in the data.
+      KeyError / FileNotFoundError / ValueError: for a dataset that is unknown, missing or unreadable (a missing
+        or truncated shard of a store is named), bad transforms (see `datasets.load_split`,
+        `transforms.Transforms.from_config`), a train class that is not in the data, a bad data_loading, or
+        streaming asked for a dataset that cannot stream or with transforms or train_classes that need the
+        whole split.
     """
     t = transforms.Transforms.from_config(config.get("transforms"))
+    # .get: runs saved before these fields existed loaded every split into memory, as "auto" does for them.
+    mode, budget = config.get("data_loading", "auto"), config.get("max_memory_gb", 8.0)
+    analysis = config.get("analysis") or {}
+    max_code_rows = analysis.get("max_code_rows", streaming.DEFAULT_MAX_CODE_ROWS)
     load = dict(data_dir=config.data_dir, manual_dir=config.manual_dir)
-    train_split = datasets.load_split(config.dataset, "train", **load)
-    # .get: runs saved before the field existed trained on every class.
-    train_split = classes.select_classes(train_split, classes.parse_classes(config.get("train_classes", "")))
-    test_split = datasets.load_split(config.dataset, "test", **load)
-    return transforms.apply_splits(train_split, test_split, t)  # z-normalisation statistics from train_split
+    train_classes = classes.parse_classes(config.get("train_classes", ""))
+
+    def one(split: str) -> tuple[datasets.Split, bool]:
+        if streaming.should_stream(config.dataset, split, mode, budget):
+            streaming.check_transforms(t, config.dataset)
+            return streaming.open_split(config.dataset, split, max_code_rows=max_code_rows), True
+        return datasets.load_split(config.dataset, split, **load), False
+
+    (train_split, train_streamed), (test_split, test_streamed) = one("train"), one("test")
+    if train_streamed and train_classes:
+        raise ValueError(f"config.train_classes={config.train_classes!r} needs the train split in memory.")
+    if not train_streamed:
+        train_split = classes.select_classes(train_split, train_classes)
+    if not (train_streamed or test_streamed):
+        return transforms.apply_splits(train_split, test_split, t)  # z-normalisation statistics from train_split
+    # A streamed split is used as stored (check_transforms); an in-memory one is only cast (scale of floats).
+    in_memory = {False: lambda s: transforms.apply(s, t, train=True), True: lambda s: s}
+    return in_memory[train_streamed](train_split), in_memory[test_streamed](test_split)
 
 
 def setup_run(config: ml_collections.ConfigDict, workdir: str):
@@ -67,19 +90,25 @@ def setup_run(config: ml_collections.ConfigDict, workdir: str):
 
 def make_loader(
     config, split: datasets.Split, *, seed: int, batch_size: int | None = None
-) -> pipeline.InMemoryLoader:
+) -> pipeline.PermutedLoader:
     """The training loader of a split: seeded per-epoch order, this host's rows, dynamic binarisation if set;
-    global batches of `batch_size` (default config.batch_size)."""
+    global batches of `batch_size` (default config.batch_size). A streamed split (`load_data`) gets a
+    `streaming.StreamingLoader` with the same order, otherwise an `InMemoryLoader`."""
     t = transforms.Transforms.from_config(config.get("transforms"))
-    return pipeline.InMemoryLoader(
-        split.x,
-        split.labels,
+    common = dict(
         global_batch_size=config.batch_size if batch_size is None else batch_size,
         seed=seed,
         process_index=jax.process_index(),
         process_count=jax.process_count(),
+    )
+    if isinstance(split.x, streaming.StoreView):
+        return streaming.StreamingLoader(split.x, split.labels, **common)
+    return pipeline.InMemoryLoader(
+        split.x,
+        split.labels,
         transform=transforms.dynamic_binarizer(t, seed, jax.process_index()),
         mask=split.mask,
+        **common,
     )
 
 
@@ -124,7 +153,7 @@ class Built(NamedTuple):
     objective: objectives.Objective
     tx: Any
     settings: loop.LoopSettings
-    loader: pipeline.InMemoryLoader
+    loader: pipeline.PermutedLoader
 
 
 def build(

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from aejax import checkpoint, sharding
 from aejax import train_step as ts
-from aejax.data import pipeline
+from aejax.data import pipeline, streaming
 from aejax.metric_writer import MetricWriter
 from aejax.objectives import Objective
 
@@ -149,18 +149,20 @@ def resolve_steps_per_call(
 ) -> tuple[int, str]:
     """The K the loop uses and why: settings.steps_per_call, or for 0 ("auto") the largest divisor of the log,
     eval and checkpoint intervals up to MAX_AUTO_STEPS_PER_CALL (e.g. 25 for intervals 50 / 500 / 500) when the
-    loader can serve batches from device memory and the step has no primitive that the backend runs slowly
-    inside a scan (`slow_in_scan`, from `train_step.slow_in_scan`: convolutions on CPU), else 1. A function of the
-    config, the model's primitives and the backend, so a resumed run uses the K of the run it continues.
+    loader can feed a multi-step scan (`loader.can_scan`: a split in device memory, or a streamed split on one
+    process, whose K batches go to the devices in one transfer per call) and the step has no primitive that the
+    backend runs slowly inside a scan (`slow_in_scan`, from `train_step.slow_in_scan`: convolutions on CPU), else
+    1. A function of the config, the model's primitives and the backend, so a resumed run uses the K of the run it
+    continues.
 
     Returns:
       (K, a sentence saying why, for the log).
 
     Raises:
-      ValueError: for K > 1 with a loader that cannot serve device-resident batches (not in memory, or with a
-        per-step transform such as dynamic binarisation).
+      ValueError: for K > 1 with a loader that cannot feed a scan (a per-step host transform such as dynamic
+        binarisation, or a streamed split over several processes).
     """
-    on_device = isinstance(loader, pipeline.InMemoryLoader) and loader.transform is None
+    on_device = loader.can_scan
     k = settings.steps_per_call
     if k == 0:
         if not on_device:
@@ -175,8 +177,8 @@ def resolve_steps_per_call(
         return k, "auto: the largest divisor of the log, eval and checkpoint intervals up to 32"
     if k > 1 and not on_device:
         raise ValueError(
-            f"config.steps_per_call={k} needs the training split in memory without a per-step transform "
-            "(dynamic binarisation samples on the host each step); use steps_per_call=1."
+            f"config.steps_per_call={k} needs batches without a per-step host transform (dynamic binarisation "
+            "samples on the host each step) and, for a streamed split, one process; use steps_per_call=1."
         )
     if k > 1 and slow_in_scan:
         return k, (
@@ -192,7 +194,8 @@ class EvalResult(NamedTuple):
 
     Attributes:
       metrics: {name: [N]} the objective's per-example metrics.
-      code: [N, K] the codes.
+      code: [N, K] the codes; of a streamed split (`streaming.StoreView`), only its first `x.max_code_rows` rows
+        ([min(N, max_code_rows), K]), so a split larger than memory is evaluated in chunks.
       time_s: wall-clock seconds the evaluation took (every batch to host; it includes compiling the eval step
         when this is the step's first use), e.g. the cost of a VAE's k-sample importance bound.
     """
@@ -222,14 +225,17 @@ def evaluate(
     Args:
       state: the TrainState (its params and model_state are read).
       eval_step: `train_step.make_eval_step(objective.eval_fn, mesh)`.
-      x: [N, *input_shape] inputs; labels: [N].
+      x: [N, *input_shape] inputs, in memory or a streamed split (`streaming.StoreView`, read batch by batch;
+        then only the first `x.max_code_rows` codes are kept); labels: [N].
       mesh: the mesh; batch_size: rows per batch (padded to a multiple of its "data" axis).
       seed: seed of the evaluation randomness (stochastic bounds, sampled scores), fixed so evaluation repeats.
       mask: optional [N, T] step validity of variable-length series (`Split.mask`), carried on each batch.
     """
     t0 = time.perf_counter()
-    outs = []
     rng = jax.random.key(seed)
+    n = len(x)
+    keep_codes = min(n, x.max_code_rows) if isinstance(x, streaming.StoreView) else n
+    metrics, code, row = {}, None, 0
     for i, (batch, num_valid) in enumerate(
         pipeline.eval_batches(x, labels, batch_size=batch_size, multiple_of=sharding.data_size(mesh), mask=mask)
     ):
@@ -239,12 +245,15 @@ def evaluate(
         out = (
             multihost_utils.process_allgather(out, tiled=True) if jax.process_count() > 1 else jax.device_get(out)
         )
-        outs.append(jax.tree.map(lambda a, n=num_valid: np.asarray(a)[:n], out))
-    return EvalResult(
-        metrics={k: np.concatenate([o.metrics[k] for o in outs]) for k in outs[0].metrics},
-        code=np.concatenate([o.code for o in outs]),
-        time_s=time.perf_counter() - t0,
-    )
+        if code is None:  # sized by the first batch and filled in place: no second copy of the codes
+            metrics = {k: np.empty((n, *np.shape(v)[1:]), np.asarray(v).dtype) for k, v in out.metrics.items()}
+            code = np.empty((keep_codes, *np.shape(out.code)[1:]), np.asarray(out.code).dtype)
+        for k, v in out.metrics.items():
+            metrics[k][row : row + num_valid] = np.asarray(v)[:num_valid]
+        if (c := min(num_valid, keep_codes - row)) > 0:
+            code[row : row + c] = np.asarray(out.code)[:c]
+        row += num_valid
+    return EvalResult(metrics=metrics, code=code, time_s=time.perf_counter() - t0)
 
 
 class LoopResult(NamedTuple):
@@ -338,7 +347,7 @@ def run(
         on_start(start)
 
     slow = set()
-    if settings.steps_per_call != 1 and isinstance(loader, pipeline.InMemoryLoader) and loader.transform is None:
+    if settings.steps_per_call != 1 and loader.can_scan:
         slow = ts.slow_in_scan(objective.loss_fn, tx, state, loader.batch(start), jax.default_backend())
     k, why = resolve_steps_per_call(settings, loader, slow)
     if jax.process_index() == 0 and (k > 1 or slow):
@@ -350,8 +359,8 @@ def run(
         train_step = ts.make_train_step(objective.loss_fn, tx, mesh, **hooks)
     else:
         multi_step = ts.make_multi_step(objective.loss_fn, tx, mesh, **hooks)
-        # Once; batches are gathered on device.
-        device_split = sharding.replicate((loader.x, loader.labels, loader.mask), mesh)
+        if loader.device_resident:  # once; batches are gathered on device
+            device_split = sharding.replicate((loader.x, loader.labels, loader.mask), mesh)
     eval_step = ts.make_eval_step(objective.eval_fn, mesh, state_sharding) if eval_data is not None else None
     writer = MetricWriter(workdir) if workdir is not None else None
     window, window_start, last, ev = [], start, {}, None
@@ -383,16 +392,28 @@ def run(
 
     steps = settings.num_steps
     step = start
+    # Batches made on the host come in order from `start` (a streaming loader reads ahead in threads).
+    batches = None if k > 1 and loader.device_resident else loader.iterate(start)
     try:
         with tqdm(total=steps, initial=start, desc=desc, disable=jax.process_index() != 0, leave=False) as bar:
             while step < steps:
                 if k == 1:
-                    state, metrics = train_step(state, sharding.to_global(loader.batch(step), mesh))
+                    state, metrics = train_step(state, sharding.to_global(next(batches), mesh))
                     done = step + 1
                 else:  # K steps, ending early at the next log / eval / checkpoint step and at the end
                     done = min(steps, step + k, *(_next_multiple(step, getattr(settings, n)) for n in INTERVALS))
-                    rows = np.stack([loader.global_rows(s) for s in range(step, done)]).astype(np.int32)
-                    state, metrics = multi_step(state, *device_split, rows)
+                    if loader.device_resident:
+                        rows = np.stack([loader.global_rows(s) for s in range(step, done)]).astype(np.int32)
+                        state, metrics = multi_step(state, *device_split, rows)
+                    else:  # the next K host batches, sent in one transfer; step t of the scan takes rows t*B...
+                        chunk = [next(batches) for _ in range(step, done)]
+                        host = (
+                            np.concatenate([b.x for b in chunk]),
+                            np.concatenate([b.label for b in chunk]),
+                            None,
+                        )
+                        rows = np.arange(len(host[0]), dtype=np.int32).reshape(done - step, -1)
+                        state, metrics = multi_step(state, *sharding.replicate(host, mesh), rows)
                 window.append(metrics)
                 bar.update(done - step)
                 step = done
@@ -414,6 +435,8 @@ def run(
                 if not window:  # examples/s and train time measure training, not evaluation or checkpointing
                     t_window, paused = time.perf_counter(), 0.0
     finally:
+        if batches is not None:
+            batches.close()  # stops a streaming loader's reading threads
         if ckpt is not None:
             ckpt.wait()  # an interrupted run still finishes writing its last good checkpoint
             ckpt.close()

@@ -30,6 +30,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # Classes of the train split to keep: "" all, "3" or "1,7" (the one-class protocol of anomaly detection,
     # aejax/analysis/reports/anomaly.py); the test split is never filtered.
     c.train_classes = ""
+    # How splits are read (aejax/data/streaming.py): "memory" whole into memory; "stream" batch by batch from
+    # disk with prefetch (activation stores only); "auto" streams a store's split larger than max_memory_gb GiB.
+    c.data_loading = "auto"
+    c.max_memory_gb = 8.0
     # Declared input transforms (aejax/data/transforms.py): scale "auto" (uint8 / 255) or "none"; standardize
     # "none", "per_feature" (z-normalisation with train statistics) or "per_series"; binarize "none", "static"
     # (x > threshold) or "dynamic" (a fresh Bernoulli sample of each training batch).
@@ -83,7 +87,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     # "model" (--config.mesh.model=8 on an 8-GPU host). -1: the devices left. Must fit jax.devices() exactly.
     c.mesh = ml_collections.ConfigDict(dict(data=-1, model=1))
     # reports: comma-separated modules of aejax/analysis/reports run after training (e.g. "sparsity").
-    c.analysis = ml_collections.ConfigDict(dict(pca_baseline=True, embedding="tsne", reports=""))
+    # max_code_rows: the test codes a streamed evaluation keeps (its first rows) for the embedding and reports.
+    c.analysis = ml_collections.ConfigDict(
+        dict(pca_baseline=True, embedding="tsne", reports="", max_code_rows=32768)
+    )
 
     if "code2" in variants:
         c.model.code_dim = 2

@@ -51,7 +51,11 @@ def analyse(ctx: reports.RunContext) -> dict:
         plots.image_rows(rows, titles, os.path.join(workdir, "reconstructions.png"), n=n)
     points, how = embedding.embed_2d(ev.code, config.analysis.embedding, seed=config.seed)
     plots.latent_scatter(
-        points, ctx.test_split.labels, os.path.join(workdir, "latent.png"), title=f"{how}, test set"
+        # A streamed split's evaluation keeps the codes of its first rows only (aejax.loop.EvalResult.code).
+        points,
+        ctx.test_split.labels[: len(points)],
+        os.path.join(workdir, "latent.png"),
+        title=f"{how}, test set",
     )
     plots.loss_curves(read_metrics(workdir), os.path.join(workdir, "loss_curves.png"))
     out.update(reports.run(config.analysis.reports, ctx))

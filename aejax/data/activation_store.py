@@ -225,6 +225,11 @@ class ActivationStore:
             out[rows] = shards[i]["vectors"][index[rows] - offsets[i]]
         return out
 
+    def vector_shards(self, split: str) -> list[np.memmap]:
+        """The split's vectors shards as opened and checked: [rows_i, d] memmaps (`.filename`, `.offset` say
+        where the data lie), in order; `aejax.data.streaming.StoreView` reads through them."""
+        return [s["vectors"] for s in self._split(split)]
+
     def examples(self, split: str) -> np.ndarray | None:
         """[rows] int64 source example of every row, or None."""
         return self.read(split, key="example")

@@ -74,8 +74,21 @@ class AbstractLoader(abc.ABC):
     def batch(self, step: int) -> Batch:
         """This host's rows of the global batch at `step` (a pure function of `step`)."""
 
+    @property
+    def device_resident(self) -> bool:
+        """Whether the loop may keep the split in device memory and gather K steps' batches there
+        (`loop.resolve_steps_per_call`); False unless a subclass holds the whole split in host memory."""
+        return False
+
+    @property
+    def can_scan(self) -> bool:
+        """Whether the loop may run K > 1 steps per jitted call (a `lax.scan`) on this loader's batches: from a
+        device-resident split, or from K host batches sent at once (`StreamingLoader` on one process)."""
+        return self.device_resident
+
     def iterate(self, start_step: int = 0) -> Iterator[Batch]:
-        """Yields `batch(start_step)`, `batch(start_step + 1)`, ... forever."""
+        """Yields `batch(start_step)`, `batch(start_step + 1)`, ... forever (the loop's batches when it takes one
+        step per call; a streaming loader prefetches them)."""
         step = start_step
         while True:
             yield self.batch(step)
@@ -90,8 +103,42 @@ class AbstractLoader(abc.ABC):
         return {"epoch": epoch, "index_in_epoch": index_in_epoch, "seed": self.seed}
 
 
-class InMemoryLoader(AbstractLoader):
-    """Batches arrays held in host memory by a seeded per-epoch permutation.
+class PermutedLoader(AbstractLoader):
+    """The order of `InMemoryLoader` and `streaming.StreamingLoader`, shared so both give the same batches.
+
+    Epoch e is `np.random.default_rng([seed, e]).permutation(N)`; global batch i of the epoch is its rows
+    [i*B, (i+1)*B), and host p keeps rows [p*B/P, (p+1)*B/P) of those. Arguments as `AbstractLoader`.
+    """
+
+    def __init__(self, num_examples: int, **kwargs):
+        super().__init__(num_examples, **kwargs)
+        # (epoch, permutation) in one tuple, so prefetching threads never see an epoch with another's order.
+        self._cached: tuple[int, np.ndarray] = (-1, np.empty((0,), np.int64))
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """[N] int64 order of epoch `epoch`."""
+        # Consecutive steps share an epoch; keep the last permutation instead of redrawing it.
+        cached_epoch, perm = self._cached
+        if epoch != cached_epoch:
+            perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
+            self._cached = (epoch, perm)
+        return perm
+
+    def global_rows(self, step: int) -> np.ndarray:
+        """[B] int64 rows of the whole global batch of `step` (every host's; host p's are the p-th B/P of them):
+        what a device-resident split is gathered with (`train_step.make_multi_step`)."""
+        epoch, index = self._locate(step)
+        start = index * self.global_batch_size
+        return self.permutation(epoch)[start : start + self.global_batch_size]
+
+    def local_rows(self, step: int) -> np.ndarray:
+        """[B/P] int64 rows of this host's part of the global batch of `step`."""
+        start = self.process_index * self.local_batch_size
+        return self.global_rows(step)[start : start + self.local_batch_size]
+
+
+class InMemoryLoader(PermutedLoader):
+    """Batches arrays held in host memory by a seeded per-epoch permutation (`PermutedLoader`'s order).
 
     Args:
       x: [N, *input_shape] float32 inputs (e.g. a transformed `Split.x`).
@@ -134,28 +181,15 @@ class InMemoryLoader(AbstractLoader):
         self.labels = labels
         self.mask = mask
         self.transform = transform
-        self._epoch, self._perm = -1, np.empty((0,), np.int64)
 
-    def permutation(self, epoch: int) -> np.ndarray:
-        """[N] int64 order of epoch `epoch`."""
-        # Consecutive steps share an epoch; keep the last permutation instead of redrawing it.
-        if epoch != self._epoch:
-            self._perm = np.random.default_rng([self.seed, epoch]).permutation(self.num_examples)
-            self._epoch = epoch
-        return self._perm
-
-    def global_rows(self, step: int) -> np.ndarray:
-        """[B] int64 rows of the whole global batch of `step` (every host's; host p's are the p-th B/P of them):
-        what a device-resident split is gathered with (`train_step.make_multi_step`)."""
-        epoch, index = self._locate(step)
-        start = index * self.global_batch_size
-        return self.permutation(epoch)[start : start + self.global_batch_size]
+    @property
+    def device_resident(self) -> bool:
+        # A per-step host transform (dynamic binarisation) cannot run inside the device-side scan.
+        return self.transform is None
 
     def batch(self, step: int) -> Batch:
         """Returns this host's `Batch(x [B/P, ...], label [B/P], mask [B/P, T] or None)` of global step `step`."""
-        epoch, index = self._locate(step)
-        start = index * self.global_batch_size + self.process_index * self.local_batch_size
-        rows = self.permutation(epoch)[start : start + self.local_batch_size]
+        rows = self.local_rows(step)
         x = self.x[rows]
         if self.transform is not None:
             x = self.transform(x, step)

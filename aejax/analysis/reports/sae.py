@@ -53,9 +53,10 @@ def report(ctx: RunContext) -> dict:
     """The SAE metrics of the test split (see module docstring).
 
     Returns:
-      {fvu, mse, l0, cos_sim, shrinkage, never_fired_fraction, dead_fraction (latents with no activation in the
-      model's last `dead_after` training examples, from the checkpointed counts), median_log10_density}, and on
-      LM activations {ce_clean, ce_spliced, ce_zero (nats per byte), delta_loss, loss_recovered}.
+      {rows (the test rows the numbers cover: all, or the first config.analysis.max_code_rows of a streamed
+      split), fvu, mse, l0, cos_sim, shrinkage, never_fired_fraction, dead_fraction (latents with no activation
+      in the model's last `dead_after` training examples, from the checkpointed counts), median_log10_density},
+      and on LM activations {ce_clean, ce_spliced, ce_zero (nats per byte), delta_loss, loss_recovered}.
 
     Raises:
       TypeError: if the run's model is not a sparse autoencoder.
@@ -64,11 +65,14 @@ def report(ctx: RunContext) -> dict:
     if not isinstance(model, AbstractSparseAutoencoder):
         raise TypeError(f"The 'sae' report needs a sparse autoencoder model, got {type(model).__name__}.")
     code = np.asarray(ctx.eval.code)
-    x = np.asarray(ctx.test_split.x)
+    # A streamed test split keeps the codes of its first rows only (config.analysis.max_code_rows): the report
+    # covers those rows, and says how many ("rows").
+    x = np.asarray(ctx.test_split.x[: len(code)])
     variables = jax.tree.map(np.asarray, ctx.variables)
     decode = jax.tree_util.Partial(_decode, model=model)
     x_hat = batched_apply(decode, code, variables)
     out = sae_metrics.summary(x, x_hat, code)
+    out["rows"] = len(code)
     since = np.asarray(variables[STATE]["examples_since_fired"])
     out["dead_fraction"] = float(np.mean(since >= model.dead_after))
     freq = sae_metrics.firing_frequency(code)
