@@ -138,7 +138,9 @@ def make_init_fn(
         if got != want:
             diff = "; ".join(checkpoint.describe_difference(got, want)[:6])
             raise ValueError(f"init_params do not match the model's parameters: {diff}.")
-    shardings = sharding.state_shardings(jax.eval_shape(init, init_params), mesh, model.LATENT_AXES)
+    # Models outside the autoencoder family (the byte LM) declare no per-latent leaves.
+    latent_axes = getattr(type(model), "LATENT_AXES", {})
+    shardings = sharding.state_shardings(jax.eval_shape(init, init_params), mesh, latent_axes)
     if init_params is None:  # a jitted function of no argument: jax.eval_shape of it keeps the shardings, so a
         return jax.jit(functools.partial(init, None), out_shardings=shardings)  # restore skips the init's arrays
     # init_params is an argument, not a closed-over constant, so large kernels are not baked into the program.
