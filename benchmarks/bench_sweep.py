@@ -19,9 +19,9 @@ round times `--calls` calls of each contender in a fresh random order. Reported:
 
 What vmap can save: dispatch, the host's batch indices and the gather of the batch (shared by the members), and
 small matrix products batched into bigger ones; it cannot shrink the FLOPs of 8 SAEs. AuxK: with aux_k > 0 a
-single run skips the AuxK top-k while no latent is dead (a lax.cond), the sweep computes it for every member (the
-cond's per-member predicate becomes a select under vmap); at these step counts no latent is dead yet, so
-`--aux_k 64` (the config's) is the sweep's worst case and `--aux_k 0` shows the rest.
+single run skips the AuxK top-k while no latent is dead (a lax.cond); under vmap a per-member predicate would
+become a select, so the sweep decides once per k-group, conservatively (aejax/sweep.py); `--aux_k 64` (the
+config's) against `--aux_k 0` shows what is left of that cost.
 """
 
 import argparse
