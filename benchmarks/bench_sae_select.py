@@ -4,7 +4,7 @@ of AuxK's k_aux largest dead ones, at the SAE benchmark's shape, by several exac
   python benchmarks/bench_sae_select.py [--batch 4096 --n 4096 --k 32 --aux_k 256 --rounds 7]
 
 Forms (each a function pre [B, n] -> code [B, n], differentiated with a fixed random cotangent):
-- "top_k + scatter": `lax.top_k` then the values scattered into zeros (aejax's `topk_code` / `scatter_topk`);
+- "top_k + scatter": `lax.top_k` then the values scattered into zeros (aejax's `sae_select.row_topk`);
 - "top_k + mask (exact)": the mask below when no row has a tie at its k-th value, else (`lax.cond`) the scatter;
 - "top_k + mask": `lax.top_k` for the k-th value only, then `where(pre >= kth, relu(pre), 0)` (elementwise, no
   scatter; keeps more than k entries only where a row has ties at its k-th value);

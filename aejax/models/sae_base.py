@@ -108,12 +108,6 @@ def geometric_median(x: jax.Array, num_iters: int = 50, eps: float = 1e-8) -> ja
     return jax.lax.scan(step, jnp.mean(x, axis=0), None, length=num_iters)[0]
 
 
-def scatter_topk(values: jax.Array, indices: jax.Array, n: int) -> jax.Array:
-    """[B, k] values at [B, k] indices into a zero [B, n] array."""
-    rows = jnp.arange(values.shape[0])[:, None]
-    return jnp.zeros((values.shape[0], n), values.dtype).at[rows, indices].set(values)
-
-
 def check_k(name: str, k: int, n: int) -> None:
     """Raises ValueError unless 1 <= k <= n (named `name`)."""
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
