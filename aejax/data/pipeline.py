@@ -107,11 +107,22 @@ class PermutedLoader(AbstractLoader):
     """The order of `InMemoryLoader` and `streaming.StreamingLoader`, shared so both give the same batches.
 
     Epoch e is `np.random.default_rng([seed, e]).permutation(N)`; global batch i of the epoch is its rows
-    [i*B, (i+1)*B), and host p keeps rows [p*B/P, (p+1)*B/P) of those. Arguments as `AbstractLoader`.
+    [i*B, (i+1)*B), and host p keeps rows [p*B/P, (p+1)*B/P) of those, read from x and labels by the
+    subclass's `batch`.
+
+    Args:
+      x: [N, ...] inputs (in memory, or any array indexable by an index array); labels: [N] int32.
+      **kwargs: as `AbstractLoader` (global_batch_size, seed, process_index, process_count).
+
+    Raises:
+      ValueError: on mismatched lengths or a bad batch size (see `AbstractLoader`).
     """
 
-    def __init__(self, num_examples: int, **kwargs):
-        super().__init__(num_examples, **kwargs)
+    def __init__(self, x, labels: np.ndarray, **kwargs):
+        if len(x) != len(labels):
+            raise ValueError(f"{len(x)} inputs but {len(labels)} labels.")
+        super().__init__(len(x), **kwargs)
+        self.x, self.labels = x, labels
         # (epoch, permutation) in one tuple, so prefetching threads never see an epoch with another's order.
         self._cached: tuple[int, np.ndarray] = (-1, np.empty((0,), np.int64))
 
@@ -167,18 +178,15 @@ class InMemoryLoader(PermutedLoader):
         transform: StepTransform | None = None,
         mask: np.ndarray | None = None,
     ):
-        if len(x) != len(labels):
-            raise ValueError(f"{len(x)} inputs but {len(labels)} labels.")
         _check_mask(x, mask)
         super().__init__(
-            len(x),
+            x,
+            labels,
             global_batch_size=global_batch_size,
             seed=seed,
             process_index=process_index,
             process_count=process_count,
         )
-        self.x = x
-        self.labels = labels
         self.mask = mask
         self.transform = transform
 

@@ -218,10 +218,9 @@ class StreamingLoader(PermutedLoader):
         num_threads: int = 2,
         prefetch: int | None = None,
     ):
-        if len(x) != len(labels):
-            raise ValueError(f"{len(x)} inputs but {len(labels)} labels.")
         super().__init__(
-            len(x),
+            x,
+            labels,
             global_batch_size=global_batch_size,
             seed=seed,
             process_index=process_index,
@@ -232,7 +231,6 @@ class StreamingLoader(PermutedLoader):
             prefetch = max(2, min(64, PREFETCH_BYTES // batch_bytes))
         if num_threads < 1 or prefetch < 1:
             raise ValueError(f"num_threads {num_threads} and prefetch {prefetch} must be >= 1.")
-        self.x, self.labels = x, labels
         self.num_threads, self.prefetch = num_threads, prefetch
 
     @property
