@@ -53,6 +53,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             score_stride=4,
             heldout_fraction=0.25,
             one_class=-1,  # >= 0: train on that class only, score the test series (classes task)
+            validation_fraction=0.0,  # one-class: this fraction of the class's series held out as normal
+            early_stopping=False,  # keep the parameters of the lowest held-out NLL (evaluated every eval_every)
             vus=False,  # also aeon's VUS metrics (seconds each)
         )
     )
@@ -70,6 +72,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model = ml_collections.ConfigDict(dict(features=(16, 32), kernel_size=5, code_dim=16))
     # z-normalisation per channel with the statistics of the training series (anomaly: of the normal prefix).
     c.transforms = ml_collections.ConfigDict(dict(scale="none", standardize="per_feature"))
+    # Denoising (objective "sequence"): name "none", "gaussian" (sigma, in z-normalised units) or "masking" (nu).
+    c.corruption = ml_collections.ConfigDict(dict(name="none", sigma=0.1, nu=0.25))
     c.likelihood = "gaussian"  # sigma = 1 on z-normalised values: half the squared error plus a constant
     c.objective = "sequence"
 
