@@ -56,6 +56,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             validation_fraction=0.0,  # one-class: this fraction of the class's series held out as normal
             early_stopping=False,  # keep the parameters of the lowest held-out NLL (evaluated every eval_every)
             vus=False,  # also aeon's VUS metrics (seconds each)
+            figures=True,  # False: no loss_curves.png, nor reconstructions.png of the classes task (small sweeps)
         )
     )
     c.model_name = "conv1d" if "conv1d" in variants else "seq2seq"

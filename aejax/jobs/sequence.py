@@ -352,13 +352,14 @@ def _class_results(config, data: SequenceData, model, variables, workdir: str) -
         apply_fn, test.x, test.mask, batch_size=config.eval_batch_size
     )
     lengths = test.lengths if test.lengths is not None else np.full(len(test.x), test.x.shape[1])
-    sequence_plots.reconstructions(
-        test.x,
-        recon,
-        lengths,
-        os.path.join(workdir, "reconstructions.png"),
-        titles=[f"label {y}" for y in test.labels],
-    )
+    if config.sequence.get("figures", True):
+        sequence_plots.reconstructions(
+            test.x,
+            recon,
+            lengths,
+            os.path.join(workdir, "reconstructions.png"),
+            titles=[f"label {y}" for y in test.labels],
+        )
     if config.sequence.one_class >= 0:
         scores = one_class_scores(config, data, model, variables, recon, test_codes)
         positive = test.labels != config.sequence.one_class
@@ -419,8 +420,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, write
     else:
         results.update(_class_results(config, data, model, variables, workdir))
     results["total_time_s"] = round(time.perf_counter() - t0, 2)
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and config.sequence.get("figures", True):
         plots.loss_curves(read_metrics(workdir), os.path.join(workdir, "loss_curves.png"))
+    if jax.process_index() == 0:
         with open(os.path.join(workdir, "results.json"), "w") as f:
             json.dump(results, f, indent=2)
     return results
