@@ -9,6 +9,11 @@ sets: the same model on whole series, its codes probed by logistic regression, o
   python launch.py --config=configs/seq2seq.py:kdd,conv1d             # the 1-D conv AE on the same windows
   python launch.py --config=configs/seq2seq.py:gunpoint               # codes of GunPoint, linear probe
   python launch.py --config=configs/seq2seq.py:gunpoint --config.sequence.one_class=0   # one-class AUC
+  python launch.py --config=configs/seq2seq.py:gunpoint,conv1d --config.sequence.one_class=0 \
+      --config.model.code_dim=8 --config.corruption.name=gaussian --config.corruption.sigma=0.5 \
+      --config.optimizer.weight_decay=1e-3 --config.sequence.validation_fraction=0.25 \
+      --config.sequence.early_stopping=True --config.num_train_steps=500 --config.eval_every=25
+      # experiments/malhotra_2016 section 2's best one-class recipe (score: one_class_roc_auc/encdec_ad)
   python launch.py --config=configs/seq2seq.py:japanesevowels,gru     # variable length, masked
   python launch.py --config=configs/seq2seq.py:runlocal --workdir=/tmp/seq   # seconds, for smoke tests
 

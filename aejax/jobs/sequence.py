@@ -390,7 +390,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, write
     Returns:
       {"test_nll", "test_sq_err", "test_mse" (free-running reconstruction of the test series / windows, summed
       over valid steps and channels; mse per value), and for "anomaly" "<score>/<metric>" for score in
-      recon_error, encdec_ad; for "classes" "one_class_roc_auc" or "probe_accuracy/code" and ".../raw"}.
+      recon_error, encdec_ad; for "classes" "one_class_roc_auc" (of the reconstruction error) and
+      "one_class_roc_auc/<score>" for every score of `one_class_scores`, or "probe_accuracy/code" and ".../raw";
+      with early stopping "early_stopping_step"}.
 
     Raises:
       ValueError / KeyError: bad data or config, before training (see `load_sequence_data`).
