@@ -296,6 +296,7 @@ def run(
     meta: dict[str, Any] | None = None,
     desc: str = "train",
     on_start: Callable[[int], None] | None = None,
+    on_eval: Callable[[int, ts.TrainState, EvalResult], None] | None = None,
 ) -> LoopResult:
     """Trains from the newest checkpoint in `workdir` (or `init_fn()`) up to `settings.num_steps`.
 
@@ -316,6 +317,8 @@ def run(
       desc: the progress bar's label.
       on_start: called with the start step once the state is restored or initialised, before the first step
         (the trainer writes config.json there, so a run that never started leaves the workdir's record alone).
+      on_eval: called as on_eval(step, state, evaluation) after each evaluation of `eval_data` during training
+        (e.g. early stopping keeps the parameters of the best validation loss).
 
     Returns:
       LoopResult, whose `last_eval` is the evaluation of the final state whenever `eval_data` is given.
@@ -426,6 +429,8 @@ def run(
                     ev = run_eval(state)
                     if writer:
                         writer.write(done, ev.means("eval/"))
+                    if on_eval is not None:
+                        on_eval(done, state, ev)
                     paused += time.perf_counter() - t_eval  # not training time
                 if ckpt is not None and (done % settings.checkpoint_every == 0 or final):
                     flush(done)  # never save a state that followed a non-finite step

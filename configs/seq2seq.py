@@ -9,6 +9,11 @@ sets: the same model on whole series, its codes probed by logistic regression, o
   python launch.py --config=configs/seq2seq.py:kdd,conv1d             # the 1-D conv AE on the same windows
   python launch.py --config=configs/seq2seq.py:gunpoint               # codes of GunPoint, linear probe
   python launch.py --config=configs/seq2seq.py:gunpoint --config.sequence.one_class=0   # one-class AUC
+  python launch.py --config=configs/seq2seq.py:gunpoint,conv1d --config.sequence.one_class=0 \
+      --config.model.code_dim=8 --config.corruption.name=gaussian --config.corruption.sigma=0.5 \
+      --config.optimizer.weight_decay=1e-3 --config.sequence.validation_fraction=0.25 \
+      --config.sequence.early_stopping=True --config.num_train_steps=500 --config.eval_every=25
+      # experiments/malhotra_2016 section 2's best one-class recipe (score: one_class_roc_auc/encdec_ad)
   python launch.py --config=configs/seq2seq.py:japanesevowels,gru     # variable length, masked
   python launch.py --config=configs/seq2seq.py:runlocal --workdir=/tmp/seq   # seconds, for smoke tests
 
@@ -53,7 +58,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
             score_stride=4,
             heldout_fraction=0.25,
             one_class=-1,  # >= 0: train on that class only, score the test series (classes task)
+            validation_fraction=0.0,  # one-class: this fraction of the class's series held out as normal
+            early_stopping=False,  # keep the parameters of the lowest held-out NLL (evaluated every eval_every)
             vus=False,  # also aeon's VUS metrics (seconds each)
+            figures=True,  # False: no loss_curves.png, nor reconstructions.png of the classes task (small sweeps)
         )
     )
     c.model_name = "conv1d" if "conv1d" in variants else "seq2seq"
@@ -70,6 +78,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
         c.model = ml_collections.ConfigDict(dict(features=(16, 32), kernel_size=5, code_dim=16))
     # z-normalisation per channel with the statistics of the training series (anomaly: of the normal prefix).
     c.transforms = ml_collections.ConfigDict(dict(scale="none", standardize="per_feature"))
+    # Denoising (objective "sequence"): name "none", "gaussian" (sigma, in z-normalised units) or "masking" (nu).
+    c.corruption = ml_collections.ConfigDict(dict(name="none", sigma=0.1, nu=0.25))
     c.likelihood = "gaussian"  # sigma = 1 on z-normalised values: half the squared error plus a constant
     c.objective = "sequence"
 

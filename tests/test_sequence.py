@@ -277,7 +277,7 @@ def test_raw_probe_baseline_does_not_see_the_lengths(tmp_path):
         config.sequence.task = "classes"
     data = job.SequenceData(split, split)
     model, variables, *_ = job.train(config, data, str(tmp_path))
-    out = job._class_results(config, data, sequence_anomaly.reconstruct_fn(model, variables), str(tmp_path))
+    out = job._class_results(config, data, model, variables, str(tmp_path))
     assert out["probe_accuracy/raw"] <= 0.5 + 1e-9  # identical rows: the majority class of a balanced set
 
 

@@ -7,6 +7,11 @@ Two scores per window of a long series, both mapped to per-point scores by `aeja
   held-out *normal* windows; the score is the squared Mahalanobis distance (e - mu)^T Sigma^-1 (e - mu).
   Malhotra et al. fit Sigma by maximum likelihood; with L C = 64 values and a few hundred held-out windows that
   estimate is near singular, so the Ledoit-Wolf shrinkage estimate (sklearn) is used instead.
+
+For one-class detection on whole series (`code_scores`), the codes of the test series are also scored by their
+distance to the codes of the normal training series: Euclidean distance to their mean (the Deep SVDD centre
+distance without its training objective, Ruff et al. 2018), squared Mahalanobis distance under their Ledoit-Wolf
+Gaussian, and the mean distance to the k nearest (kNN in code space).
 """
 
 from collections.abc import Callable
@@ -16,11 +21,18 @@ import numpy as np
 
 from aejax.analysis.batched import batched_apply
 
+CODE_SCORES = ("code_mean", "code_mahalanobis", "code_knn")
 
-def reconstruct_fn(model, variables) -> Callable:
+
+def reconstruct_fn(model, variables, *, teacher_forcing: bool = False) -> Callable:
     """The jitted (x [B, T, C], mask [B, T] or None) -> (reconstruction [B, T, C], code [B, K]) of a model in
-    evaluation mode; its one argument is the pair, so `batched_apply` chunks both."""
-    return jax.jit(lambda xm: (lambda o: (o.decoder_output, o.code))(model.apply(variables, xm[0], mask=xm[1])))
+    evaluation mode; its one argument is the pair, so `batched_apply` chunks both. With `teacher_forcing` the
+    model runs in training mode, where a recurrent decoder with `teacher_forcing` reads the true previous value
+    of the series instead of its own output (a one-step-ahead reconstruction); deterministic models only."""
+    train = bool(teacher_forcing)
+    return jax.jit(
+        lambda xm: (lambda o: (o.decoder_output, o.code))(model.apply(variables, xm[0], mask=xm[1], train=train))
+    )
 
 
 def reconstruct(
@@ -63,6 +75,33 @@ def fit_error_gaussian(errors: np.ndarray):
 def mahalanobis_scores(gaussian, errors: np.ndarray) -> np.ndarray:
     """[N] squared Mahalanobis distances of window errors [N, L, C] under `fit_error_gaussian`'s Gaussian."""
     return gaussian.mahalanobis(errors.reshape(len(errors), -1))
+
+
+def code_scores(train_codes: np.ndarray, codes: np.ndarray, *, k: int = 1) -> dict[str, np.ndarray]:
+    """Code-space anomaly scores of codes [N, K] against the codes [M, K] of normal training series.
+
+    Returns:
+      {"code_mean": [N] Euclidean distance to the mean training code, "code_mahalanobis": [N] squared Mahalanobis
+      distance under the Ledoit-Wolf Gaussian of the training codes (sklearn), "code_knn": [N] mean Euclidean
+      distance to the k nearest training codes}; higher = more anomalous.
+
+    Raises:
+      ValueError: with fewer than 2 training codes, k outside [1, M], or codes of different widths.
+    """
+    from sklearn.covariance import LedoitWolf
+    from sklearn.neighbors import NearestNeighbors
+
+    train_codes, codes = np.asarray(train_codes, np.float64), np.asarray(codes, np.float64)
+    if train_codes.ndim != 2 or codes.ndim != 2 or train_codes.shape[1] != codes.shape[1]:
+        raise ValueError(f"Codes must be [M, K] and [N, K], got {train_codes.shape} and {codes.shape}.")
+    if len(train_codes) < 2 or not 1 <= k <= len(train_codes):
+        raise ValueError(f"Need at least 2 training codes and 1 <= k <= M, got M={len(train_codes)}, k={k}.")
+    dist, _ = NearestNeighbors(n_neighbors=k).fit(train_codes).kneighbors(codes)
+    return {
+        "code_mean": np.linalg.norm(codes - train_codes.mean(axis=0), axis=1),
+        "code_mahalanobis": LedoitWolf().fit(train_codes).mahalanobis(codes),
+        "code_knn": dist.mean(axis=1),
+    }
 
 
 def detection_metrics(labels: np.ndarray, scores: np.ndarray, *, vus: bool = False) -> dict[str, float]:

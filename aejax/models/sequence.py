@@ -171,14 +171,15 @@ class Conv1dAutoencoder(AbstractAutoencoder):
     """1-D conv autoencoder on fixed-length windows [B, T, C] (mask [B, T] or None) -> [B, T, C].
 
     Attributes:
-      input_shape: [T, C]; T must be a multiple of 2 ** len(features).
+      input_shape: [T, C], any T >= 1: the series is zero-padded at its end to a multiple of 2 ** len(features)
+        and the reconstruction cropped back to T.
       features: channel widths of the encoder's stride-2 convolutions; the decoder mirrors them.
       kernel_size: convolution width ("SAME" padding).
       code_dim: K, the width of the dense code layer.
 
     Raises:
-      ValueError: (at the first call) for a bad input_shape, T not divisible by 2 ** len(features), or an
-        input that is not [B, *input_shape].
+      ValueError: (at the first call) for a bad input_shape, no features, or an input that is not
+        [B, *input_shape].
     """
 
     input_shape: Sequence[int]
@@ -187,14 +188,15 @@ class Conv1dAutoencoder(AbstractAutoencoder):
     code_dim: int = 16
 
     def setup(self):
+        if len(self.input_shape) != 2 or min(self.input_shape) < 1 or not self.features:
+            raise ValueError(
+                f"conv1d needs input_shape [T, C] with T, C >= 1 and at least one feature width, got "
+                f"input_shape {tuple(self.input_shape)}, features {tuple(self.features)}."
+            )
         t, c = tuple(self.input_shape)
         factor = 2 ** len(self.features)
-        if c < 1 or not self.features or t % factor:
-            raise ValueError(
-                f"conv1d needs [T, C] with T a multiple of 2**len(features) = {factor}, "
-                f"got input_shape {tuple(self.input_shape)}."
-            )
-        self._bottom = (t // factor, self.features[-1])
+        self._padded = -(-t // factor) * factor  # the strided convolutions halve T exactly
+        self._bottom = (self._padded // factor, self.features[-1])
         self.encoder_conv = [nn.Conv(f, (self.kernel_size,), strides=(2,), padding="SAME") for f in self.features]
         self.encoder_code = nn.Dense(self.code_dim)
         self.decoder_dense = nn.Dense(int(np.prod(self._bottom)))
@@ -206,6 +208,7 @@ class Conv1dAutoencoder(AbstractAutoencoder):
         del train
         _check_series(x, mask, self.input_shape)
         h = _valid(x, mask)
+        h = jnp.pad(h, ((0, 0), (0, self._padded - x.shape[1]), (0, 0)))  # [B, T', C], zeros after T
         for conv in self.encoder_conv:
             h = nn.relu(conv(h))
         return self.encoder_code(h.reshape(x.shape[0], -1))
@@ -218,7 +221,7 @@ class Conv1dAutoencoder(AbstractAutoencoder):
             h = conv(h)
             if i < len(self.decoder_conv) - 1:
                 h = nn.relu(h)
-        return h
+        return h[:, : self.input_shape[0]]  # [B, T, C]: the padding's reconstruction is dropped
 
     def __call__(self, x: jax.Array, *, mask: jax.Array | None = None, train: bool = False) -> AutoencoderOutput:
         """x [B, T, C] (mask [B, T] or None) -> AutoencoderOutput(decoder_output [B, T, C] zero on padding, code
