@@ -90,11 +90,17 @@ def test_this_repositorys_generated_tables_are_current():
     assert tables.check(ROOT) == []
 
 
-def test_every_experiment_has_an_entry_and_every_entry_a_module():
+def test_every_experiment_and_benchmark_has_an_entry_and_every_command_a_target():
     folders = sorted(p.parent.name for p in (ROOT / "experiments").glob("*/run.py"))
     assert sorted(reproduce.EXPERIMENTS) == folders
+    scripts = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
+    assert sorted(reproduce.BENCHMARKS) == scripts
     for name, entry in {**reproduce.EXPERIMENTS, **reproduce.BENCHMARKS}.items():
-        assert importlib.util.find_spec(entry.module) is not None, name
+        for cmd in (*entry.full, *entry.runlocal):
+            if cmd[0] == "-m":
+                assert importlib.util.find_spec(cmd[1]) is not None, name
+            else:
+                assert (ROOT / cmd[0]).is_file(), name
         assert entry.results and not pathlib.Path(entry.results).is_absolute(), name
 
 
