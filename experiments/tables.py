@@ -1,0 +1,140 @@
+"""Generated tables in the READMEs: the text between two markers is a copy of a results file, and a check that
+no copy is stale.
+
+A README marks a generated block with the results file it copies, relative to the README's folder:
+
+    <!-- begin generated: results/table.md -->
+    | run | error |          <- rewritten by `python -m experiments.tables` from results/table.md
+    |---|---|
+    <!-- end generated -->
+
+`python -m experiments.tables` rewrites every block of every README (the top-level one, experiments/*/ and
+benchmarks/) from its file; `python -m experiments.tables --check` only reports. `check(root)` is what the test
+suite runs: a block that differs from its file, a file that does not exist, or a results folder whose `meta.json`
+(written by `python -m experiments`) is missing, comes from a `--runlocal` smoke run or from uncommitted code, or
+names a commit that is not an ancestor of HEAD, is a problem. (An ancestor commit can be old: the rule catches
+tables measured on a side branch or a rewritten history; the `meta.json` beside each table says when and where.)
+"""
+
+import argparse
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+BEGIN = re.compile(r"^<!-- begin generated: (?P<path>\S+) -->\n", re.MULTILINE)
+END = "<!-- end generated -->\n"
+META = "meta.json"
+
+
+class Block:
+    """A generated block of a README: `path` is the results file, `start` / `stop` the body's character span."""
+
+    def __init__(self, path: str, start: int, stop: int):
+        self.path, self.start, self.stop = path, start, stop
+
+
+def blocks(text: str, *, name: str = "README") -> list[Block]:
+    """The generated blocks of `text`, in order.
+
+    Raises:
+      ValueError: a begin marker without its end marker, or blocks that nest.
+    """
+    found = []
+    for m in BEGIN.finditer(text):
+        stop = text.find(END, m.end())
+        if stop < 0:
+            raise ValueError(f"{name}: '{m.group(0).strip()}' has no '{END.strip()}' after it")
+        nested = BEGIN.search(text, m.end(), stop)
+        if nested:
+            raise ValueError(f"{name}: generated block for {m.group('path')} contains another begin marker")
+        found.append(Block(m.group("path"), m.end(), stop))
+    return found
+
+
+def _body(content: str) -> str:
+    return content if content.endswith("\n") or not content else content + "\n"
+
+
+def rewrite(text: str, read, *, name: str = "README") -> str:
+    """`text` with the body of every generated block replaced by `read(path)` (a final newline added if absent).
+
+    Args:
+      text: the README's text.
+      read: path (as written in the marker) -> the results file's text.
+    """
+    out, pos = [], 0
+    for b in blocks(text, name=name):
+        out += [text[pos : b.start], _body(read(b.path))]
+        pos = b.stop
+    return "".join(out) + text[pos:]
+
+
+def readmes(root: pathlib.Path) -> list[pathlib.Path]:
+    """The READMEs that may hold generated blocks: the top-level one, each experiment's and the benchmarks'."""
+    found = [root / "README.md", root / "benchmarks" / "README.md", *sorted(root.glob("experiments/*/README.md"))]
+    return [p for p in found if p.is_file()]
+
+
+def _is_ancestor(root: pathlib.Path, commit: str) -> bool:
+    proc = subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"], cwd=root, capture_output=True)
+    return proc.returncode == 0
+
+
+def check(root: pathlib.Path) -> list[str]:
+    """Every problem with the generated blocks under `root` (empty when all are current): see the module doc."""
+    problems, metas = [], {}
+    for readme in readmes(root):
+        text = readme.read_text()
+        rel = readme.relative_to(root)
+        try:
+            found = blocks(text, name=str(rel))
+        except ValueError as e:
+            problems.append(str(e))
+            continue
+        for b in found:
+            file = readme.parent / b.path
+            if not file.is_file():
+                problems.append(f"{rel}: generated block names {b.path}, which does not exist")
+                continue
+            if text[b.start : b.stop] != _body(file.read_text()):
+                problems.append(f"{rel}: the block of {b.path} differs from it (python -m experiments.tables)")
+            metas.setdefault(file.parent / META, []).append(f"{rel} ({b.path})")
+    for meta, users in metas.items():
+        where = ", ".join(users)
+        if not meta.is_file():
+            problems.append(f"{where}: no {META} beside the results file (write it with python -m experiments)")
+            continue
+        info = json.loads(meta.read_text())
+        if info.get("runlocal"):
+            problems.append(f"{where}: {meta.relative_to(root)} is from a --runlocal smoke run")
+        if info.get("uncommitted_code"):
+            problems.append(f"{where}: measured with uncommitted code {info['uncommitted_code']}")
+        commit = info.get("commit") or ""
+        if not commit or not _is_ancestor(root, commit):
+            problems.append(f"{where}: measured at {commit or 'an unknown commit'}, not an ancestor of HEAD")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report stale blocks, rewrite nothing")
+    parser.add_argument("--root", default=str(pathlib.Path(__file__).resolve().parent.parent))
+    args = parser.parse_args(argv)
+    root = pathlib.Path(args.root)
+    if not args.check:
+        for readme in readmes(root):
+            text = readme.read_text()
+            new = rewrite(text, lambda p, d=readme.parent: (d / p).read_text(), name=str(readme.relative_to(root)))
+            if new != text:
+                readme.write_text(new)
+                print(f"rewrote {readme.relative_to(root)}")
+    problems = check(root)
+    for p in problems:
+        print(p, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
