@@ -10,10 +10,11 @@ Runs (all on the 4,000 grey training digits, every class), each trained with see
 - dae50: the same network trained with 50% masking noise, the missing fraction of random50;
 - dae80: the same with 80% masking noise, the missing fraction of random80;
 - vae:   configs/vae.py (784-512-256, K = 20), on grey pixels (transforms.binarize = "none").
-Every run fills the same masked test digits (mask seed 0, whatever the training seed). Fills
-(`aejax/analysis/reports/inpainting.py`): the mean image and PCA at the code size (once, from the seed-0 runs);
-iterated projection and one pass r(x~) for every network; the code fit (Adam on z against the observed pixels,
-from the encoder's code of the mean fill) for ae / dae50 / dae80; pseudo-Gibbs, the MAP code and the importance-
+Every run fills the same masked test digits, the first 500 of the 1,000 (--images; mask seed 0 whatever the
+training seed). Fills (`aejax/analysis/reports/inpainting.py`): the mean image and PCA at the code size (listed
+once, from the seed-0 runs); iterated projection and one pass r(x~) for every network; the code fit (Adam on z
+against the observed pixels, from the encoder's code of the mean fill) for ae / dae50 / dae80, and for ae also
+with the training codes' Gaussian as a prior; pseudo-Gibbs, the MAP code and the importance-
 weighted posterior mean for the VAE. Writes <workdir>/table.md (squared error summed over the missing pixels and
 PSNR on them, mean +- standard deviation over the seeds) and rows.json.
 """
@@ -62,8 +63,7 @@ def make_config(run: str, seed: int, args):
     c.analysis.reports = "inpainting"
     c.analysis.inpainting_mask_seed = MASK_SEED
     c.analysis.inpainting_fills = FILLS[run]
-    if args.runlocal:
-        c.analysis.inpainting_images = 40
+    c.analysis.inpainting_images = 40 if args.runlocal else args.images
     if run in MASKING:
         c.corruption.name = "masking"
         c.corruption.nu = MASKING[run]
@@ -132,6 +132,7 @@ def main():
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--seeds", default=None, help=f"default {','.join(map(str, SEEDS))}; runlocal 0")
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--images", type=int, default=500, help="test digits filled (the first ones; 0: all)")
     parser.add_argument("--runlocal", action="store_true", help="tiny networks, 40 test digits: seconds")
     parser.add_argument("--reanalyse", action="store_true", help="re-run the report on finished runs")
     args = parser.parse_args()
