@@ -1,7 +1,7 @@
 """Inpainting on mnist5k: fills that condition on the observed pixels, against the mean image and PCA, 3 seeds.
 
   python -m experiments.inpainting_mnist.run --workdir=/tmp/inpainting          # 12 runs, 2000 steps each
-  python -m experiments.inpainting_mnist.run --runlocal --workdir=/tmp/inp_rl   # seconds: seed 0, 40 digits
+  python -m experiments.inpainting_mnist.run --runlocal --workdir=/tmp/inp_rl   # smoke: ae, vae, seed 0, 40 digits
 
 Runs (all on the 4,000 grey training digits, every class), each trained with seeds 0, 1, 2 in
 <workdir>/<run>_s<seed>, a finished one reused (`runs.train_or_load`; --reanalyse re-runs the evaluation and the
@@ -129,14 +129,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="runs/inpainting_mnist")
     parser.add_argument("--data_dir", default=None, help="TFDS data dir (sets config.data_dir)")
-    parser.add_argument("--runs", default=",".join(RUNS))
+    parser.add_argument("--runs", default=None, help=f"default {','.join(RUNS)}; runlocal ae,vae")
     parser.add_argument("--seeds", default=None, help=f"default {','.join(map(str, SEEDS))}; runlocal 0")
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--images", type=int, default=500, help="test digits filled (the first ones; 0: all)")
     parser.add_argument("--runlocal", action="store_true", help="tiny networks, 40 test digits: seconds")
     parser.add_argument("--reanalyse", action="store_true", help="re-run the report on finished runs")
     args = parser.parse_args()
-    names = [r for r in args.runs.split(",") if r]
+    names = [r for r in (args.runs or ("ae,vae" if args.runlocal else ",".join(RUNS))).split(",") if r]
     unknown = sorted(set(names) - set(RUNS))
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {', '.join(RUNS)}")
