@@ -58,7 +58,7 @@ def test_reports_on_a_finished_autoencoder_run(tmp_path, data_dir, assert_figure
     assert res["inpainting/num_images"] == NUM_INPAINT
     assert res["inpainting/center12/mean/sq_err"] == pytest.approx(want, rel=1e-5)
     for mask in inpainting.MASKS:
-        for fill in ("mean", "pca_8", "autoencoder", "one_pass"):
+        for fill in ("mean", "pca_8", "autoencoder", "one_pass", "code_fit", "code_fit_prior"):
             assert np.isfinite(res[f"inpainting/{mask}/{fill}/psnr"]), (mask, fill)
         assert 1 <= res[f"inpainting/{mask}/autoencoder/iterations"] <= 100
         assert_figure(f"{workdir}/inpainting_{mask}.png")
@@ -77,7 +77,10 @@ def test_reports_on_a_finished_vae_run(tmp_path, data_dir):
     for score in ("neg_elbo", "neg_iwae", "reconstruction_error"):
         assert 0.0 <= res[f"anomaly/{score}/roc_auc"] <= 1.0
     for mask in inpainting.MASKS:
-        assert np.isfinite(res[f"inpainting/{mask}/pseudo_gibbs/psnr"])
+        for fill in ("pseudo_gibbs", "map", "importance"):
+            assert np.isfinite(res[f"inpainting/{mask}/{fill}/psnr"]), (mask, fill)
+        assert 1.0 <= res[f"inpainting/{mask}/importance/ess"] <= 200.0
+    assert "inpainting/center12/code_fit/sq_err" not in res
 
 
 def test_the_anomaly_report_refuses_a_run_trained_on_every_class():

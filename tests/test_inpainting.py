@@ -1,10 +1,13 @@
 """aejax.analysis.inpainting: masks, the missing-pixel metric, iterated projection and the PCA fill against
 closed forms."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
-from aejax.analysis import inpainting
+from aejax.analysis import inpainting, latent_inpainting
 
 
 def test_masks_have_the_stated_pixels_missing():
@@ -103,3 +106,101 @@ def test_pseudo_gibbs_averages_the_means_after_burn_in_and_keeps_observed_pixels
     assert seen == [0.5, -1, -1, -1, -1, -1]  # the chain carries the samples, not the means
     with pytest.raises(ValueError, match="burn_in"):
         inpainting.pseudo_gibbs(step, x, missing, init=0.5, num_steps=3, burn_in=3)
+
+
+# Code-space fills (aejax.analysis.latent_inpainting) on a linear-Gaussian decoder x = W z + b + noise, where the
+# best code and the posterior are closed forms.
+def _linear_decoder(rng, d=12, k=3):
+    w = rng.normal(size=(d, k)).astype(np.float32)
+    b = rng.normal(size=d).astype(np.float32)
+    return w, b, (lambda z: z @ jnp.asarray(w).T + jnp.asarray(b)[None, :])
+
+
+def test_code_fit_keeps_observed_pixels_and_matches_least_squares_on_a_linear_decoder():
+    rng = np.random.default_rng(3)
+    w, b, decode = _linear_decoder(rng)
+    n, d, k = 5, *w.shape
+    x = rng.normal(size=(n, d)).astype(np.float32)  # off the decoder's range: the fit is a real projection
+    missing = rng.random((n, d)) < 0.4
+    missing[:, :2] = False  # >= k observed pixels per image, so the least-squares problem is well posed
+    z0 = rng.normal(size=(n, k)).astype(np.float32)
+    identity = lambda o: o  # noqa: E731
+    args = (decode, latent_inpainting.squared_error_nll, identity, jnp.asarray(x), jnp.asarray(missing), z0)
+    fit = latent_inpainting.fit_codes(
+        *args,
+        steps=1000, learning_rate=0.05,
+    )  # fmt: skip
+    np.testing.assert_array_equal(np.asarray(fit.x)[~missing], x[~missing])
+    prior = latent_inpainting.gaussian_code_prior(rng.normal(size=(50, k)) @ rng.normal(size=(k, k)) + 1.0)
+    ridge = latent_inpainting.fit_codes(
+        *args,
+        prior=prior, prior_weight=2.0, steps=1000, learning_rate=0.05,
+    )  # fmt: skip
+    p, mu = np.asarray(prior.precision, np.float64), np.asarray(prior.mean, np.float64)
+    for i in range(n):
+        obs = ~missing[i]
+        want = np.linalg.lstsq(w[obs], x[i, obs] - b[obs], rcond=None)[0]
+        np.testing.assert_allclose(fit.z[i], want, atol=2e-3)
+        np.testing.assert_allclose(fit.x[i, ~obs], w[~obs] @ want + b[~obs], atol=5e-3)
+        # With the prior: (W_o^T W_o + 2 P) z = W_o^T (x_o - b_o) + 2 P mu (half squared error + prior / 2 * 2).
+        a = w[obs].T @ w[obs] + 2.0 * p
+        want = np.linalg.solve(a, w[obs].T @ (x[i, obs] - b[obs]) + 2.0 * p @ mu)
+        np.testing.assert_allclose(ridge.z[i], want, atol=2e-3)
+    with pytest.raises(ValueError, match="needs a prior"):
+        latent_inpainting.fit_codes(
+            decode, latent_inpainting.squared_error_nll, identity, x, missing, z0, prior_weight=1.0
+        )
+
+
+def _gaussian_posterior(w, b, sigma, x, observed):
+    """p(z | x_obs) of z ~ N(0, I), x = W z + b + N(0, sigma^2 I): (mean [K], covariance [K, K])."""
+    wo = w[observed].astype(np.float64)
+    cov = np.linalg.inv(np.eye(w.shape[1]) + wo.T @ wo / sigma**2)
+    return cov @ wo.T @ (x[observed] - b[observed]) / sigma**2, cov
+
+
+def test_importance_weights_match_a_numpy_reference_and_are_constant_at_the_true_posterior():
+    rng = np.random.default_rng(4)
+    w, b, decode = _linear_decoder(rng, d=6, k=2)
+    sigma, n, s = 0.5, 3, 64
+    nll = lambda o, t: 0.5 * jnp.square((o - t) / sigma)  # noqa: E731  (constants cancel in the weights)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    missing = np.zeros((n, 6), bool)
+    missing[:, 4:] = True
+    pm = rng.normal(size=(n, 2)).astype(np.float32)
+    plv = rng.normal(size=(n, 2)).astype(np.float32) * 0.3
+    key = jax.random.key(0)
+    fill, ess = latent_inpainting.importance_fill(
+        decode, nll, lambda o: o, x, missing, pm, plv, key, num_samples=s
+    )
+    # Reference: the same draws, weights from scipy densities, normalised in float64.
+    eps = np.stack([np.asarray(jax.random.normal(k, (n, 2))) for k in jax.random.split(key, s)])  # [S, N, K]
+    z = pm + np.exp(0.5 * plv) * eps
+    for i in range(n):
+        obs = ~missing[i]
+        log_w = np.array([
+            stats.norm(w[obs] @ zs + b[obs], sigma).logpdf(x[i, obs]).sum()
+            + stats.multivariate_normal(np.zeros(2)).logpdf(zs)
+            - stats.multivariate_normal(pm[i], np.diag(np.exp(plv[i]))).logpdf(zs)
+            for zs in z[:, i]
+        ])  # fmt: skip
+        weights = np.exp(log_w - log_w.max())
+        weights /= weights.sum()
+        np.testing.assert_allclose(fill[i, 4:], weights @ (z[:, i] @ w[4:].T + b[4:]), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(ess[i], 1.0 / np.sum(weights**2), rtol=1e-4)
+        np.testing.assert_array_equal(np.asarray(fill)[i, obs], x[i, obs])
+    # At the exact posterior as the proposal, p(x_obs | z) p(z) / q(z) = p(x_obs) for every z: ESS = S. The
+    # posterior is a diagonal Gaussian when the observed rows of W have orthogonal columns.
+    w_diag = w.copy()
+    w_diag[:4] = np.linalg.qr(rng.normal(size=(4, 2)))[0] * np.array([3.0, 0.5], np.float32)
+    m, c = _gaussian_posterior(w_diag, b, sigma, x[0], ~missing[0])
+    np.testing.assert_allclose(c, np.diag(np.diag(c)), atol=1e-8)
+    decode_diag = lambda zz: zz @ jnp.asarray(w_diag).T + jnp.asarray(b)[None, :]  # noqa: E731
+    fill, ess = latent_inpainting.importance_fill(
+        decode_diag, nll, lambda o: o, x[:1], missing[:1],
+        m[None].astype(np.float32), np.log(np.diag(c))[None].astype(np.float32), key, num_samples=s,
+    )  # fmt: skip
+    np.testing.assert_allclose(ess, s, rtol=1e-4)
+    # ... and the fill estimates E[x_miss | x_obs] = W_miss E[z | x_obs] + b_miss (Monte Carlo error ~ 1/sqrt(S)).
+    sd = np.sqrt(np.diag(w_diag[4:] @ c @ w_diag[4:].T))
+    assert np.all(np.abs(fill[0, 4:] - (w_diag[4:] @ m + b[4:])) < 4.0 * sd / np.sqrt(s))
