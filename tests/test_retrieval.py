@@ -169,7 +169,7 @@ def test_runlocal_hashing_launch_writes_the_retrieval_table(tmp_path, assert_fig
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((workdir / "results.json").read_text())
     assert results["retrieval/num_bits"] == 32 and results["retrieval/model_bits_are_binary"]
-    for method in ("ae_hashing", "lsh", "pca_sign", "itq"):
+    for method in ("ae_hashing", "ae_itq", "lsh", "pca_sign", "itq"):
         for key in ("p@10", "p@100", "map", "r0_precision", "r2_recall", "r1_queries_per_s"):
             value = results[f"retrieval/{method}/{key}"]
             assert np.isfinite(value) or (key == "r0_precision" and value is None)  # None: no query answered
@@ -180,6 +180,7 @@ def test_runlocal_hashing_launch_writes_the_retrieval_table(tmp_path, assert_fig
     assert "retrieval/ae_real/knn100_queries_per_s" in results
     assert 0 <= results["retrieval/saturated_fraction"] <= 1
     assert results["retrieval/itq_loss_last"] <= results["retrieval/itq_loss_first"]
+    assert results["retrieval/ae_itq_loss_last"] <= results["retrieval/ae_itq_loss_start"]
     assert "| ae_hashing |" in (workdir / "retrieval_table.md").read_text()
     assert_figure(workdir / "retrieval.png", min_width=800)
 

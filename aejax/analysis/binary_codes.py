@@ -6,6 +6,9 @@
   orthogonal R that minimises the quantisation loss ||B - V R||_F^2 over B in {-1, 1}^{N x b}, alternating
   B = sign(V R) and R = the orthogonal Procrustes solution for fixed B (scipy); each half-step minimises the
   loss over one block, so it never increases.
+- Code-space ITQ (`code_itq`): the same alternation applied to a model's own real-valued codes [N, b] (an
+  autoencoder's pre-threshold code) instead of PCA scores, starting from the identity rotation, i.e. from the
+  signs of the centred codes themselves; the learned rotation never has a larger quantisation loss than that.
 
 Every encoder is fitted on the database (training) inputs and maps [N, ...] inputs to [N, b] bits in {0, 1}.
 """
@@ -63,6 +66,42 @@ def pca_sign(train_x: np.ndarray, num_bits: int) -> LinearHash:
     return LinearHash(pca.mean_, pca.components_.T)
 
 
+def quantisation_loss(v: np.ndarray, rotation: np.ndarray) -> float:
+    """min over B in {-1, 1}^{N x b} of ||B - V R||_F^2 / N, attained at B = sign(V R) (Gong & Lazebnik 2011,
+    eq. 2). v: [N, b] centred real-valued codes; rotation: [b, b]."""
+    vr = np.asarray(v, np.float64) @ rotation
+    return float(np.square(np.where(vr >= 0, 1.0, -1.0) - vr).sum() / len(vr))
+
+
+def itq_rotation(v: np.ndarray, rotation: np.ndarray, *, iterations: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """The ITQ alternation (Gong & Lazebnik 2011, sec. 2.2) from `rotation`: B = sign(V R), then R = the
+    orthogonal Procrustes solution argmin_R ||B - V R||_F (scipy), `iterations` times.
+
+    Args:
+      v: [N, b] centred real-valued codes (PCA scores for ITQ).
+      rotation: [b, b] orthogonal start.
+      iterations: >= 1.
+
+    Returns:
+      (R [b, b] orthogonal, losses [iterations]): losses[t] = ||B_t - V R_t||_F^2 / N after iteration t, never
+      above `quantisation_loss(v, rotation)` and non-increasing.
+
+    Raises:
+      ValueError: if iterations < 1 or the shapes do not match.
+    """
+    if iterations < 1:
+        raise ValueError(f"iterations must be >= 1, got {iterations}.")
+    v = np.asarray(v, np.float64)
+    if rotation.shape != (v.shape[1], v.shape[1]):
+        raise ValueError(f"rotation must be [b, b] for codes [N, b] = {v.shape}, got {rotation.shape}.")
+    losses = []
+    for _ in range(iterations):
+        b = np.where(v @ rotation >= 0, 1.0, -1.0)  # the best codes for this rotation
+        rotation, _ = scipy.linalg.orthogonal_procrustes(v, b)  # the best rotation for these codes
+        losses.append(np.square(b - v @ rotation).sum() / len(v))
+    return rotation, np.array(losses)
+
+
 def itq(train_x: np.ndarray, num_bits: int, *, iterations: int = 50, seed: int = 0):
     """Iterative quantisation (Gong & Lazebnik 2011) from a random orthogonal rotation.
 
@@ -78,14 +117,35 @@ def itq(train_x: np.ndarray, num_bits: int, *, iterations: int = 50, seed: int =
     x = _flat(train_x)
     _check_bits(x, num_bits)
     pca = PCA(num_bits, svd_solver="covariance_eigh").fit(x)
-    v = pca.transform(x)  # [N, b]
-    rotation, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((num_bits, num_bits)))
-    losses = []
-    for _ in range(iterations):
-        b = np.where(v @ rotation >= 0, 1.0, -1.0)  # the best codes for this rotation
-        rotation, _ = scipy.linalg.orthogonal_procrustes(v, b)  # the best rotation for these codes
-        losses.append(np.square(b - v @ rotation).sum() / len(x))
-    return LinearHash(pca.mean_, pca.components_.T @ rotation), np.array(losses)
+    start, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((num_bits, num_bits)))
+    rotation, losses = itq_rotation(pca.transform(x), start, iterations=iterations)
+    return LinearHash(pca.mean_, pca.components_.T @ rotation), losses
+
+
+def code_itq(train_codes: np.ndarray, *, iterations: int = 50):
+    """Code-space ITQ: an orthogonal rotation of a model's own real-valued codes, learned on the database codes.
+
+    bits = 1[(c - mean) R > 0] with mean the database mean of the codes c and R from `itq_rotation` started at
+    the identity (no PCA: the codes are already b-dimensional), so the start is the sign of the centred codes.
+
+    Args:
+      train_codes: [N, b] real-valued codes of the database (e.g. a hashing autoencoder's sigmoid(a)).
+      iterations: ITQ iterations, >= 1.
+
+    Returns:
+      (LinearHash(mean [b], projection R [b, b]), losses [iterations + 1]): losses[0] the quantisation loss
+      of the identity start, losses[t] after iteration t (non-increasing).
+
+    Raises:
+      ValueError: if train_codes is not [N, b] or iterations < 1.
+    """
+    c = np.asarray(train_codes, np.float64)
+    if c.ndim != 2:
+        raise ValueError(f"train_codes must be [N, b], got shape {c.shape}.")
+    mean = c.mean(axis=0)
+    start = np.eye(c.shape[1])
+    rotation, losses = itq_rotation(c - mean, start, iterations=iterations)
+    return LinearHash(mean, rotation), np.concatenate([[quantisation_loss(c - mean, start)], losses])
 
 
 def bit_statistics(bits: np.ndarray, probs: np.ndarray | None = None, *, margin: float = 0.1) -> dict:

@@ -32,8 +32,8 @@ def main() -> None:
     args = parser.parse_args()
     run = runs.load_run(args.run)
     # A Run has the model and variables a report reads.
-    db_bits = model_codes(run, run.train_split.x)[0].astype(np.uint8)
-    q_bits = model_codes(run, run.test_split.x[:NUM_QUERIES])[0].astype(np.uint8)
+    db_bits = model_codes(run, run.train_split.x).code.astype(np.uint8)
+    q_bits = model_codes(run, run.test_split.x[:NUM_QUERIES]).code.astype(np.uint8)
     rng = np.random.default_rng(0)
     rows = []
     for n in SIZES:

@@ -3,9 +3,11 @@
 Salakhutdinov & Hinton (2009): queries are the test split, the database the training split, relevant = same
 label (labels are used only here). For every b-bit code (the model's own, and with the same b: random-hyperplane
 LSH, PCA sign, ITQ) the report measures the Hamming ranking (precision@k, mAP, precision-recall curve) and the
-Hamming-ball lookup of a hash table at each radius r (precision, recall, queries/s); the model's real-valued code
+Hamming-ball lookup of a hash table at each radius r (precision, recall, queries/s). The model's real-valued code
 (sigmoid of the code logits for `hashing`, the code itself otherwise) and the pixels are ranked by Euclidean
-distance, and brute-force kNN on the real-valued code (sklearn) is the scan the lookup is timed against.
+distance. The model's pre-threshold code (the logits a of `hashing`) is hashed a second way, by code-space ITQ
+("ae_itq": an ITQ rotation learned on its database codes, `binary_codes.code_itq`). Brute-force kNN on the
+real-valued code (sklearn) is the scan the lookup is timed against.
 
 A model without binary codes (e.g. the main job's linear code) is hashed by thresholding each code unit at its
 median over the database. Settings are read from `config.retrieval` (defaults below). Writes retrieval.png (PR
@@ -14,6 +16,7 @@ curves and the digits retrieved for a few queries), retrieval_table.md and retri
 
 import os
 import time
+from typing import NamedTuple
 
 import matplotlib
 
@@ -26,7 +29,7 @@ from sklearn.neighbors import NearestNeighbors
 from aejax.analysis import binary_codes, retrieval
 from aejax.analysis.batched import batched_apply
 from aejax.analysis.reports import REPORTS, RunContext
-from aejax.models.hashing import CODE_PROBS
+from aejax.models.hashing import CODE_LOGITS, CODE_PROBS
 
 # timing_repeats: timings are the median of interleaved repeats (machines are shared, timings noisy).
 DEFAULTS = dict(
@@ -35,15 +38,29 @@ DEFAULTS = dict(
 SHOW_QUERIES, SHOW_NEIGHBOURS = 5, 10
 
 
-def model_codes(ctx: RunContext, x: np.ndarray, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
-    """(code [N, K], real-valued code [N, K]) of the model at evaluation: the bits and sigmoid(logits) for a
-    hashing model (outputs.extras[CODE_PROBS]), the code twice otherwise."""
+class ModelCodes(NamedTuple):
+    """A model's codes of N inputs at evaluation.
+
+    Attributes:
+      code: [N, K] the code (the bits of a hashing model).
+      real: [N, K] the real-valued code: sigmoid(a) of a hashing model (extras[CODE_PROBS]), else the code.
+      pre_threshold: [N, K] the code before thresholding: the logits a of a hashing model
+        (extras[CODE_LOGITS]), else the code.
+    """
+
+    code: np.ndarray
+    real: np.ndarray
+    pre_threshold: np.ndarray
+
+
+def model_codes(ctx: RunContext, x: np.ndarray, batch_size: int = 500) -> ModelCodes:
+    """The model's codes of x [N, ...] at evaluation, in batches of batch_size."""
 
     def codes(xb, variables):
         out = ctx.model.apply(variables, xb)
-        return out.code, out.extras.get(CODE_PROBS, out.code)
+        return out.code, out.extras.get(CODE_PROBS, out.code), out.extras.get(CODE_LOGITS, out.code)
 
-    return batched_apply(codes, x, ctx.variables, batch_size=batch_size)
+    return ModelCodes(*batched_apply(codes, x, ctx.variables, batch_size=batch_size))
 
 
 def _median_timing(fns: dict, repeats: int) -> dict[str, float]:
@@ -161,17 +178,19 @@ def report(ctx: RunContext) -> dict:
 
     Keys: "<method>/p@k", "/map", "/r<r>_precision", "/r<r>_recall", "/r<r>_fraction_answered",
     "/r<r>_mean_retrieved", "/r<r>_queries_per_s", "/hamming_scan_queries_per_s" and the bit statistics for the
-    binary methods "ae_hashing", "lsh", "pca_sign", "itq"; "/p@k", "/map" for "ae_real" and "pixels", and
+    binary methods "ae_hashing", "ae_itq" (code-space ITQ of the model's pre-threshold code), "lsh", "pca_sign",
+    "itq"; "/p@k", "/map" for "ae_real" and "pixels", and
     "ae_real/knn<k>_*" for the brute-force kNN; "num_bits", "saturated_fraction" (the model's code units within
-    0.1 of 0 or 1 before thresholding, test split), "itq_loss_first", "itq_loss_last".
+    0.1 of 0 or 1 before thresholding, test split), "itq_loss_first", "itq_loss_last", "ae_itq_loss_start" (the
+    centred code's own signs) and "ae_itq_loss_last".
     """
     settings = {**DEFAULTS, **dict(ctx.config.get("retrieval", {}))}
     db_x, db_y = ctx.train_split.x, ctx.train_split.labels
     q_x, q_y = ctx.test_split.x, ctx.test_split.labels
     if settings["max_queries"]:
         q_x, q_y = q_x[: settings["max_queries"]], q_y[: settings["max_queries"]]
-    db_code, db_real = model_codes(ctx, db_x)
-    q_code, q_real = model_codes(ctx, q_x)
+    db_code, db_real, db_pre = model_codes(ctx, db_x)
+    q_code, q_real, q_pre = model_codes(ctx, q_x)
     is_binary = bool(np.all((db_code == 0) | (db_code == 1)))
     if not is_binary:  # a real-valued code: one bit per unit, its median over the database
         median = np.median(db_code, axis=0)
@@ -180,13 +199,17 @@ def report(ctx: RunContext) -> dict:
     lsh = binary_codes.random_hyperplanes(db_x, b, seed=settings["seed"])
     pca = binary_codes.pca_sign(db_x, b)
     itq, losses = binary_codes.itq(db_x, b, iterations=settings["itq_iterations"], seed=settings["seed"])
-    binary = {"ae_hashing": (db_code, q_code)}
+    # Code-space ITQ: a rotation of the model's own pre-threshold codes (the logits, which keep the margins that
+    # the saturated sigmoid(a) has lost), learned on the database codes.
+    ae_itq, ae_itq_losses = binary_codes.code_itq(db_pre, iterations=settings["itq_iterations"])
+    binary = {"ae_hashing": (db_code, q_code), "ae_itq": (ae_itq(db_pre), ae_itq(q_pre))}
     binary.update({name: (h(db_x), h(q_x)) for name, h in (("lsh", lsh), ("pca_sign", pca), ("itq", itq))})
     flat = lambda x: x.reshape(len(x), -1)  # noqa: E731
     real = {"ae_real": (db_real, q_real), "pixels": (flat(db_x), flat(q_x))}
     out, curves = compare(binary, real, q_y, db_y, settings)
     out.update(num_bits=b, model_bits_are_binary=is_binary)
     out.update(itq_loss_first=float(losses[0]), itq_loss_last=float(losses[-1]))
+    out.update(ae_itq_loss_start=float(ae_itq_losses[0]), ae_itq_loss_last=float(ae_itq_losses[-1]))
     if is_binary:
         out["saturated_fraction"] = binary_codes.bit_statistics(q_code, q_real)["saturated_fraction"]
 
