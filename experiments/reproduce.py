@@ -92,7 +92,10 @@ EXPERIMENTS = dict(
         _experiment("regularized_family", "table.md"),
         _experiment("rifai_2011", "table.md results.json"),
         _experiment(
-            "salakhutdinov_hinton_2009", "compression_table.md retrieval_tables.md summary.json compression.png"
+            "salakhutdinov_hinton_2009",
+            "hashing_tables.md compression_table.md summary.json compression.png",
+            full="--compression",
+            runlocal="--runlocal --compression",
         ),
         _experiment("vincent_2010", "table.md results.json"),
     ]
