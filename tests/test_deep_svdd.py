@@ -89,13 +89,14 @@ def test_the_soft_boundary_radius_is_updated_from_all_training_distances_after_t
     code = np.where(h > 0, h, 0.01 * h) @ np.asarray(p["encoder_1"]["kernel"])
     dist = np.sum((code - 0.5) ** 2, axis=1)
     want = np.quantile(np.sqrt(dist), 0.9) ** 2
+    update = jax.jit(lambda state: obj.after_update(state, batch, tx))  # one compilation for the three steps
     for step, updated in ((4, False), (9, False), (12, True)):
         state = ts.init_state(v["params"], tx, jax.random.key(0), ms).replace(step=jnp.int32(step))
-        r_sq = float(obj.after_update(state, batch, tx).model_state[svdd.COLLECTION][svdd.RADIUS_SQ])
+        r_sq = float(update(state).model_state[svdd.COLLECTION][svdd.RADIUS_SQ])
         assert r_sq == (pytest.approx(want, rel=1e-4) if updated else 0.0), step
     # The loss reads R^2 from the state: eq. 3 on the batch.
     state = ts.init_state(v["params"], tx, jax.random.key(0), ms)
-    state = obj.after_update(state.replace(step=jnp.int32(12)), batch, tx)
+    state = update(state.replace(step=jnp.int32(12)))
     loss, (metrics, _) = obj.loss_fn(state.params, state.model_state, batch, None, 0)
     assert float(loss) == pytest.approx(want + np.maximum(dist[:8] - want, 0).sum() / (0.1 * 8), rel=1e-4)
     assert float(metrics["radius_sq"]) == pytest.approx(want, rel=1e-4)

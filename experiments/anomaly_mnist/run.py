@@ -3,11 +3,13 @@
   python -m experiments.anomaly_mnist.run --workdir=runs/anomaly_mnist          # the README table, 3 seeds
   python -m experiments.anomaly_mnist.run --models=ae,svdd --digits=3 --seeds=0  # a few runs
   python -m experiments.anomaly_mnist.run --runlocal --workdir=/tmp/anomaly_rl    # smoke test, tiny networks
+  python -m experiments.anomaly_mnist.run --table_only --workdir=runs/anomaly_mnist  # table.md of what finished
 
 Each (seed, model, digit) trains in <workdir>/s<seed>/<model>_<digit> with config.train_classes = digit and the
 "anomaly" report (its baselines off: they are computed once per digit here, `baselines`); a finished workdir is
-reused, so a relaunch continues where it stopped. The runs go seed by seed, so the first seed of every row is
-done first. Models (rows of ROWS):
+reused, so a relaunch continues where it stopped. The runs go model by model (in the order of --models), each
+over its seeds and digits, so a model's row is complete before the next model starts; `--table_only` writes the
+table from the finished runs on disk (e.g. of several processes that trained disjoint --models). Models:
 - ae: configs/mnist_ae.py (784-1000-500-250-30, Bernoulli): reconstruction error;
 - dae: the same network with Gaussian noise sigma = 0.3: its reconstruction error and the energy of its score
   field (-log p(x) + const by a line integral of (r - x) / sigma^2 from the training mean; the report's
@@ -37,7 +39,7 @@ from aejax.analysis import anomaly
 from configs import conv_ae, deep_svdd, mnist_ae
 from configs import vae as vae_config
 
-MODELS = ("ae", "dae", "vae", "conv_ae", "conv_vae", "svdd", "svdd_soft")
+MODELS = ("svdd", "dae", "conv_ae", "ae", "vae", "conv_vae", "svdd_soft")  # the order they run in
 # (model, score, label): model rows; the baselines follow (BASELINE_ROWS).
 ROWS = (
     ("ae", "reconstruction_error", "AE reconstruction error"),
@@ -140,6 +142,20 @@ def run_one(model: str, digit: int, seed: int, args) -> dict[str, dict]:
     return out
 
 
+def finished(model: str, digit: int, seed: int, args) -> dict[str, dict]:
+    """As `run_one` for a run finished on disk, without training; {} for a run that is not."""
+    workdir = run_dir(args, model, digit, seed)
+    paths = {model: os.path.join(workdir, "results.json")}
+    if model == "svdd":
+        paths["svdd_pretrain"] = os.path.join(workdir, "pretrain", "results.json")
+    out = {}
+    for name, path in paths.items():
+        if os.path.exists(path):
+            with open(path) as f:
+                out[name] = json.load(f)
+    return out
+
+
 def baselines(digit: int, args) -> dict[str, float]:
     """{baseline: ROC AUC, "<baseline>/pr_auc_normal": ...} of the baselines fitted on the digit's training images
     (grey, and the VAE's binarised test split); cached in <workdir>/baselines_<digit>.json."""
@@ -216,6 +232,7 @@ def main():
     parser.add_argument("--eval_samples", type=int, default=100, help="IWAE_k importance samples of the VAE")
     parser.add_argument("--conv_eval_samples", type=int, default=20, help="IWAE_k samples of the conv VAE")
     parser.add_argument("--runlocal", action="store_true", help="tiny networks and 10 steps: a smoke test")
+    parser.add_argument("--table_only", action="store_true", help="no training: the table of the finished runs")
     args = parser.parse_args()
     quick = args.runlocal
     args.digits = args.digits or ("0" if quick else "0,1,2,3,4,5,6,7,8,9")
@@ -239,17 +256,21 @@ def main():
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     base = {d: baselines(d, args) for d in digits}
     results, rows = {}, []
-    for seed in seeds:
-        for digit in digits:
-            for model in models:
-                for name, res in run_one(model, digit, seed, args).items():
+    for model in models:
+        for seed in seeds:
+            for digit in digits:
+                if args.table_only:
+                    found = finished(model, digit, seed, args)
+                else:
+                    found = run_one(model, digit, seed, args)
+                for name, res in found.items():
                     results[(name, digit, seed)] = res
                     row = {"model": name, "digit": digit, "seed": seed, "train_time_s": res.get("train_time_s")}
                     row.update({k: v for k, v in res.items() if k.startswith("anomaly/")})
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-                with open(os.path.join(args.workdir, "rows.json"), "w") as f:
-                    json.dump(rows, f, indent=1)
+    with open(os.path.join(args.workdir, "rows.json"), "w") as f:
+        json.dump(rows, f, indent=1)
     steps = f"{args.steps} steps per digit (Deep SVDD: {args.pretrain_steps} + {args.svdd_steps})"
     text = "\n\n".join(
         f"{title}, {steps}, seeds {args.seeds}:\n\n{table(results, base, digits, seeds, metric)}"
