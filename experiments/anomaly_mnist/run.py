@@ -17,8 +17,10 @@ table from the finished runs on disk (e.g. of several processes that trained dis
 - vae: configs/vae.py (784-512-256, K = 20, dynamically binarised): -ELBO, -IWAE_k, reconstruction error;
 - conv_ae: configs/conv_ae.py (32-64 channels, max pooling, K = 30): reconstruction error;
 - conv_vae: configs/vae.py:conv (32-64 channels, stride 2, K = 20): -ELBO, -IWAE_k, reconstruction error;
-- svdd: configs/deep_svdd.py, one-class Deep SVDD on the bias-free LeNet-type conv AE it pre-trains (whose
-  reconstruction error is a row too);
+- svdd_mlp: configs/deep_svdd.py:mlp, one-class Deep SVDD on the bias-free MLP AE 784-512-256-32 it pre-trains
+  (whose reconstruction error is a row too);
+- svdd: configs/deep_svdd.py, the same on the bias-free LeNet-type conv AE (8-4 channels, 5x5, BatchNorm
+  without affine parameters, K = 32; Ruff et al.'s MNIST network);
 - svdd_soft: the soft-boundary objective (nu = 0.1) on the same pre-trained network (run after svdd).
 The baselines (PCA at k = 30, IsolationForest, OneClassSVM, the 5-NN distance on the grey pixels; PCA at k = 20
 and 5-NN on the binarised test split that the VAEs see) are fitted once per digit (seed 0). Writes
@@ -39,7 +41,8 @@ from aejax.analysis import anomaly
 from configs import conv_ae, deep_svdd, mnist_ae
 from configs import vae as vae_config
 
-MODELS = ("svdd", "dae", "conv_ae", "ae", "vae", "conv_vae", "svdd_soft")  # the order they run in
+MODELS = ("svdd_mlp", "dae", "svdd", "conv_ae", "ae", "vae", "conv_vae", "svdd_soft")  # the order they run in
+SVDD = ("svdd", "svdd_mlp", "svdd_soft")  # Deep SVDD runs (the first two pre-train their own network)
 # (model, score, label): model rows; the baselines follow (BASELINE_ROWS).
 ROWS = (
     ("ae", "reconstruction_error", "AE reconstruction error"),
@@ -52,9 +55,11 @@ ROWS = (
     ("conv_vae", "neg_elbo", "conv VAE -ELBO"),
     ("conv_vae", "neg_iwae", "conv VAE -IWAE_k"),
     ("conv_vae", "reconstruction_error", "conv VAE reconstruction error (z = mu)"),
+    ("svdd_mlp_pretrain", "reconstruction_error", "bias-free MLP AE reconstruction error (SVDD pre-training)"),
+    ("svdd_mlp", "svdd_score", "Deep SVDD, one-class, MLP encoder"),
     ("svdd_pretrain", "reconstruction_error", "bias-free LeNet conv AE reconstruction error (SVDD pre-training)"),
-    ("svdd", "svdd_score", "Deep SVDD, one-class"),
-    ("svdd_soft", "svdd_score", "Deep SVDD, soft-boundary (nu = 0.1)"),
+    ("svdd", "svdd_score", "Deep SVDD, one-class, LeNet conv encoder"),
+    ("svdd_soft", "svdd_score", "Deep SVDD, soft-boundary (nu = 0.1), LeNet conv encoder"),
 )
 BASELINE_ROWS = (
     ("pca_30", "PCA reconstruction error, k = 30"),
@@ -93,8 +98,9 @@ def make_config(model: str, digit: int, seed: int, args) -> ml_collections.Confi
     """The config of one run. Raises KeyError for an unknown model."""
     rl = "runlocal" if args.runlocal else ""
     log_every = 5 if args.runlocal else 50
-    if model in ("svdd", "svdd_soft"):
-        c = deep_svdd.get_config(",".join(filter(None, [rl, "soft" if model == "svdd_soft" else ""])))
+    if model in SVDD:
+        variant = {"svdd": "", "svdd_mlp": "mlp", "svdd_soft": "soft"}[model]
+        c = deep_svdd.get_config(",".join(filter(None, [rl, variant])))
         c.unlock()
         _common(c, digit, seed, args)
         _steps(c, args.svdd_steps, log_every)
@@ -132,22 +138,17 @@ def run_dir(args, model: str, digit: int, seed: int) -> str:
 
 
 def run_one(model: str, digit: int, seed: int, args) -> dict[str, dict]:
-    """{row model: its results.json}: a Deep SVDD run also yields its pre-training run ("svdd_pretrain")."""
-    workdir = run_dir(args, model, digit, seed)
-    res = runs.train_or_load(make_config(model, digit, seed, args), workdir)
-    out = {model: res}
-    if model == "svdd":
-        with open(os.path.join(workdir, "pretrain", "results.json")) as f:
-            out["svdd_pretrain"] = json.load(f)
-    return out
+    """{row model: its results.json}: a Deep SVDD run also yields its pre-training run ("<model>_pretrain")."""
+    runs.train_or_load(make_config(model, digit, seed, args), run_dir(args, model, digit, seed))
+    return finished(model, digit, seed, args)
 
 
 def finished(model: str, digit: int, seed: int, args) -> dict[str, dict]:
     """As `run_one` for a run finished on disk, without training; {} for a run that is not."""
     workdir = run_dir(args, model, digit, seed)
     paths = {model: os.path.join(workdir, "results.json")}
-    if model == "svdd":
-        paths["svdd_pretrain"] = os.path.join(workdir, "pretrain", "results.json")
+    if model in ("svdd", "svdd_mlp"):
+        paths[f"{model}_pretrain"] = os.path.join(workdir, "pretrain", "results.json")
     out = {}
     for name, path in paths.items():
         if os.path.exists(path):
@@ -187,26 +188,31 @@ def _cell(values: list[float]) -> str:
 
 
 def table(results: dict, base: dict, digits: list[int], seeds: list[int], metric: str) -> str:
-    """Model rows: per digit the mean over seeds; "mean" = mean over digits of the seed-mean, with the min-max
-    over seeds of the per-seed digit means; "> 5-NN": digits whose seed-mean beats the 5-NN distance."""
+    """Model rows over the seeds that finished every digit: per digit the mean over those seeds; "mean" = the mean
+    over digits, with the min-max over seeds of the per-seed digit means (and which seeds, when not all);
+    "> 5-NN": digits whose seed-mean beats the 5-NN distance. A row with no complete seed shows what finished."""
     head = "| score | mean (min-max over seeds) | > 5-NN | " + " | ".join(map(str, digits)) + " |"
     lines = [head, "|---|---|---|" + "---|" * len(digits)]
     ref = [base.get(d, {}).get(f"anomaly/{REFERENCE}/{metric}") for d in digits]
     for model, score, name in ROWS:
         key = f"anomaly/{score}/{metric}"
-        per = {
-            d: [results[(model, d, s)][key] for s in seeds if key in results.get((model, d, s), {})]
-            for d in digits
-        }
-        if not any(per.values()):
+        have = {(d, s) for d in digits for s in seeds if key in results.get((model, d, s), {})}
+        if not have:
             continue
+        complete = [s for s in seeds if all((d, s) in have for d in digits)]
+        use = complete or seeds
+        per = {d: [results[(model, d, s)][key] for s in use if (d, s) in have] for d in digits}
         cells = [_cell(per[d]) for d in digits]
-        done = [d for d in digits if len(per[d]) == len(seeds)]
-        if len(done) == len(digits):
-            by_seed = [np.mean([results[(model, d, s)][key] for d in digits]) for s in seeds]
-            mean = f"**{np.mean(by_seed):.3f}** ({min(by_seed):.3f}-{max(by_seed):.3f})"
+        if complete:
+            by_seed = [np.mean([results[(model, d, s)][key] for d in digits]) for s in complete]
+            which = (
+                ""
+                if complete == seeds
+                else f", seed{'s' * (len(complete) > 1)} {','.join(map(str, complete))} only"
+            )
+            mean = f"**{np.mean(by_seed):.3f}** ({min(by_seed):.3f}-{max(by_seed):.3f}{which})"
         else:
-            mean = f"({len(done)} of {len(digits)} digits with {len(seeds)} seeds)"
+            mean = f"(no seed finished all {len(digits)} digits)"
         wins = sum(1 for d, r in zip(digits, ref, strict=True) if per[d] and r is not None and np.mean(per[d]) > r)
         lines.append(f"| {name} | {mean} | {wins} | " + " | ".join(cells) + " |")
     for score, name in BASELINE_ROWS:
