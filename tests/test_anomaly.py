@@ -1,5 +1,5 @@
-"""aejax.analysis.anomaly: ROC / PR AUC of a score against the pairwise definition and sklearn, and the kNN
-baseline against a brute-force distance."""
+"""aejax.analysis.anomaly: ROC / PR AUC of a score against the pairwise definition and sklearn, the kNN
+baseline against a brute-force distance, and the DAE's line-integral log-density against a Gaussian's."""
 
 import numpy as np
 import pytest
@@ -91,3 +91,27 @@ def test_baselines_rank_far_away_points_as_anomalous():
         assert s.shape == (100,)
         assert anomaly.detection(s, is_anomaly).roc_auc > 0.9, name
     assert "pca_10" not in anomaly.baseline_scores(train_x, test_x, code_dim=10)  # no undercomplete PCA
+
+
+def test_dae_log_density_of_the_optimal_linear_dae_on_a_gaussian_is_the_smoothed_log_density():
+    """For x ~ N(m, s^2 I) and noise N(0, sigma^2 I) the optimal denoiser is Tweedie's r(y) = y + sigma^2 grad log
+    p_sigma(y) = m + s^2 / (s^2 + sigma^2) (y - m), p_sigma = N(m, (s^2 + sigma^2) I), so the line integral is
+    log p_sigma(x) - log p_sigma(x0) = -(||x - m||^2 - ||x0 - m||^2) / (2 (s^2 + sigma^2)), for images too."""
+    s2, sigma = 0.5, 0.4
+    rng = np.random.default_rng(5)
+    m = rng.normal(size=(3, 4, 1)).astype(np.float32)
+
+    def reconstruct(y):
+        return m[None] + s2 / (s2 + sigma**2) * (y - m[None])
+
+    x = rng.normal(size=(9, 3, 4, 1)).astype(np.float32)
+    x0 = rng.normal(size=(3, 4, 1)).astype(np.float32)
+    want = -(np.sum((x - m) ** 2, axis=(1, 2, 3)) - np.sum((x0 - m) ** 2)) / (2 * (s2 + sigma**2))
+    # The field is affine in y, so the integrand is linear in t: every rule from the midpoint (1 node) up is exact.
+    for nodes in (1, 2, 8):
+        got = anomaly.dae_log_density(reconstruct, x, x0, sigma=sigma, num_nodes=nodes, batch_size=4)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="shape of one example"):
+        anomaly.dae_log_density(reconstruct, x, x0[0], sigma=sigma)
+    with pytest.raises(ValueError, match="sigma"):
+        anomaly.dae_log_density(reconstruct, x, x0, sigma=0.0)

@@ -30,8 +30,8 @@ from aejax.data.batch import Batch
 from aejax.likelihoods import get_likelihood
 from aejax.models import MODELS, get_model
 from aejax.objectives import OBJECTIVES
+from configs import deep_svdd, lm, mnist_ae, psd, sae, score_dae, seq2seq, stacked, vae
 from configs import finetune as finetune_config
-from configs import lm, mnist_ae, psd, sae, score_dae, seq2seq, stacked, vae
 
 B = 8  # batch rows: a multiple of the conftest's 4 devices
 RTOL = ATOL = 1e-4  # jit vs eager: XLA may fuse float32 arithmetic differently; these nets are O(1) deep
@@ -272,6 +272,14 @@ def _job_config(name, data_dir, tiny_runs):
         c.activations.lm_workdir = os.path.join(tiny_runs["root"], "lm")
         c.activations.update(max_rows_train=1024, max_rows_test=512)
         c.num_train_steps, c.log_every, c.eval_every, c.checkpoint_every = 4, 2, 4, 4
+        return c
+    if name == "deep_svdd":  # pre-trains its own bias-free MLP, then the soft boundary (which updates R)
+        c = deep_svdd.get_config("runlocal,digits,mlp,soft")
+        c.unlock()
+        c.data_dir = data_dir
+        c.pretrain.num_train_steps, c.pretrain.batch_size, c.pretrain.eval_every = 4, 32, 4
+        c.num_train_steps, c.batch_size, c.log_every, c.eval_every, c.checkpoint_every = 4, 32, 2, 4, 4
+        c.deep_svdd.radius_every, c.deep_svdd.warmup_steps = 2, 2
         return c
     raise KeyError(f"Job {name!r} has no tiny config in tests/test_contracts.py: add one to _job_config.")
 

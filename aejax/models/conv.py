@@ -44,6 +44,9 @@ class ConvAutoencoder(AbstractAutoencoder):
       batch_norm: BatchNorm after each hidden conv / transposed conv, before the activation (none on the code,
         the decoder's Dense layer or the output layer); statistics live in the "batch_stats" collection, so
         `train=True` must be applied with `mutable=["batch_stats"]`.
+      use_bias: bias terms in every layer and BatchNorm's learned scale and shift (False: none of them, the
+        bias-free network Deep SVDD needs; Ruff et al. 2018's LeNet-type encoders use BatchNorm without affine
+        parameters).
 
     Parameters are named `encoder_conv_i` (i = 0 next to the input), `encoder_bn_i`, `encoder_code` (Dense),
     `decoder_dense`, `decoder_conv_i` (i = 0 next to the code), `decoder_bn_i` and `decoder_out`.
@@ -64,6 +67,7 @@ class ConvAutoencoder(AbstractAutoencoder):
     activation: str = "relu"
     code_activation: str = "linear"
     batch_norm: bool = False
+    use_bias: bool = True
 
     def setup(self):
         shape, feats, s = tuple(self.input_shape), tuple(self.features), self.strides
@@ -92,16 +96,18 @@ class ConvAutoencoder(AbstractAutoencoder):
         self._bottom = (shape[0] // factor, shape[1] // factor, feats[-1])  # smallest map [h, w, F_L]
         kernel = (self.kernel_size, self.kernel_size)
         conv_stride = (s, s) if self.downsample == "stride" else (1, 1)
-        self.encoder_conv = [nn.Conv(f, kernel, strides=conv_stride, padding="SAME") for f in feats]
-        self.encoder_code = nn.Dense(self.code_dim)
-        self.decoder_dense = nn.Dense(int(np.prod(self._bottom)))
+        b = dict(use_bias=self.use_bias)
+        self.encoder_conv = [nn.Conv(f, kernel, strides=conv_stride, padding="SAME", **b) for f in feats]
+        self.encoder_code = nn.Dense(self.code_dim, **b)
+        self.decoder_dense = nn.Dense(int(np.prod(self._bottom)), **b)
         # "stride" upsamples inside the transposed conv; "pool" resizes first, then convolves with stride 1.
         up = nn.ConvTranspose if self.downsample == "stride" else nn.Conv
-        self.decoder_conv = [up(f, kernel, strides=conv_stride, padding="SAME") for f in feats[-2::-1]]
-        self.decoder_out = up(shape[2], kernel, strides=conv_stride, padding="SAME")
+        self.decoder_conv = [up(f, kernel, strides=conv_stride, padding="SAME", **b) for f in feats[-2::-1]]
+        self.decoder_out = up(shape[2], kernel, strides=conv_stride, padding="SAME", **b)
         if self.batch_norm:
-            self.encoder_bn = [nn.BatchNorm() for _ in feats]
-            self.decoder_bn = [nn.BatchNorm() for _ in feats[:-1]]
+            bn = dict(use_bias=self.use_bias, use_scale=self.use_bias)
+            self.encoder_bn = [nn.BatchNorm(**bn) for _ in feats]
+            self.decoder_bn = [nn.BatchNorm(**bn) for _ in feats[:-1]]
 
     def _check_input(self, x: jax.Array) -> None:
         if tuple(x.shape[1:]) != tuple(self.input_shape):

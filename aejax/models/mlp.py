@@ -15,7 +15,7 @@ import numpy as np
 from aejax.models import MODELS
 from aejax.models.base import AbstractAutoencoder
 
-ACTIVATIONS = ("relu", "gelu", "elu", "sigmoid", "tanh", "softplus", "linear")
+ACTIVATIONS = ("relu", "leaky_relu", "gelu", "elu", "sigmoid", "tanh", "softplus", "linear")
 
 
 # Parameter names other modules read (flax names the i-th entry of the `encoder` list "encoder_i").
@@ -62,6 +62,8 @@ class MLPAutoencoder(AbstractAutoencoder):
       tied: decoder kernels are the encoder kernels transposed.
       dropout_rate: dropout on the hidden layers of encoder and decoder when `train=True` (0 disables it; draws
         from the "dropout" rng stream).
+      use_bias: bias terms in every layer (False: none at all, as Deep SVDD needs against the constant map;
+        Ruff et al. 2018, Prop. 2).
 
     Parameters are named `encoder_i` (Dense, i = 0 is next to the input) and `decoder_i` (Dense) or, when tied,
     `decoder_bias_i`.
@@ -74,6 +76,7 @@ class MLPAutoencoder(AbstractAutoencoder):
     code_activation: str = "linear"
     tied: bool = False
     dropout_rate: float = 0.0
+    use_bias: bool = True
 
     def setup(self):
         if self.code_dim < 1 or any(w < 1 for w in self.hidden):
@@ -84,14 +87,14 @@ class MLPAutoencoder(AbstractAutoencoder):
         self._act = activation_fn(self.activation)
         self._code_act = activation_fn(self.code_activation)
         dims = [int(np.prod(self.input_shape)), *self.hidden, self.code_dim]
-        self.encoder = [nn.Dense(d) for d in dims[1:]]
+        self.encoder = [nn.Dense(d, use_bias=self.use_bias) for d in dims[1:]]
         out_dims = dims[-2::-1]  # decoder widths: mirror of the encoder, ending at D
-        if self.tied:
+        if self.tied and self.use_bias:
             self.decoder_bias = [
                 self.param(decoder_bias(i), nn.initializers.zeros, (d,)) for i, d in enumerate(out_dims)
             ]
-        else:
-            self.decoder = [nn.Dense(d) for d in out_dims]
+        elif not self.tied:
+            self.decoder = [nn.Dense(d, use_bias=self.use_bias) for d in out_dims]
 
     def _check_input(self, x: jax.Array) -> None:
         if tuple(x.shape[1:]) != tuple(self.input_shape):
@@ -118,7 +121,7 @@ class MLPAutoencoder(AbstractAutoencoder):
         for i in range(n):
             if self.tied:
                 kernel = self.encoder[n - 1 - i].variables["params"]["kernel"]  # [d_out, d_in] reversed
-                h = h @ kernel.T + self.decoder_bias[i][None, :]
+                h = h @ kernel.T + (self.decoder_bias[i][None, :] if self.use_bias else 0.0)
             else:
                 h = self.decoder[i](h)
             if i < n - 1:
