@@ -183,13 +183,15 @@ def machine() -> dict:
 
 def _git(*args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-    return proc.stdout.strip() if proc.returncode == 0 else ""
+    return proc.stdout.rstrip("\n") if proc.returncode == 0 else ""  # porcelain lines start with a space
 
 
 def code_state() -> dict:
-    """The commit of HEAD and the uncommitted code files (Python, configs, requirements), if any."""
+    """The commit of HEAD and the uncommitted code files (Python, requirements, project config), if any; the
+    results folders' own files (log.txt, tables) are not code."""
     changed = [line[3:] for line in _git("status", "--porcelain").splitlines()]
-    code = [p for p in changed if p.endswith((".py", ".txt", ".toml", ".cfg"))]
+    code_suffixes = (".py", "requirements.txt", ".toml", ".cfg")
+    code = [p for p in changed if p.endswith(code_suffixes) and "/results/" not in p]
     return {"commit": _git("rev-parse", "HEAD"), "uncommitted_code": code}
 
 

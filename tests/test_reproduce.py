@@ -109,3 +109,17 @@ def test_unknown_names_are_refused_with_the_known_ones():
         reproduce.select("anomaly_mnist,nope", False, False)
     assert list(reproduce.select("rifai_2011", False, False)) == ["rifai_2011"]
     assert list(reproduce.select(None, True, False)) == list(reproduce.EXPERIMENTS)
+
+
+def test_code_state_names_uncommitted_code_but_not_results_files(repo, monkeypatch):
+    root, exp, head = repo
+    monkeypatch.setattr(reproduce, "ROOT", root)
+    (exp / "run.py").write_text("print(1)\n")
+    _git(root, "add", "experiments/toy/run.py")
+    _git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "run.py")
+    assert reproduce.code_state()["uncommitted_code"] == []
+    (exp / "run.py").write_text("print(2)\n")  # first porcelain line " M ...": its leading space must survive
+    (exp / "results" / "log.txt").write_text("a log\n")
+    state = reproduce.code_state()
+    assert state["uncommitted_code"] == ["experiments/toy/run.py"]
+    assert len(state["commit"]) == 40 and state["commit"] != head
