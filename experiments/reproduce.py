@@ -80,16 +80,16 @@ def _benchmark(name: str, full=("",), runlocal=("",), before=(), before_runlocal
 TINY_VAE = "--steps=20 --eval_samples=50"  # eval_samples: a multiple of vae.eval_chunk
 EXPERIMENTS = dict(
     [
-        _experiment("alain_bengio_2014", "table.md", runlocal="--variant=runlocal"),
+        _experiment("alain_bengio_2014", "table.md", full="--variant=", runlocal="--variant=runlocal"),
         _experiment("anomaly_mnist", "table.md rows.json"),
         _experiment("burda_2016", "table.md rows.json", runlocal=f"{TINY_VAE} --ks=1,2"),
         _experiment("gao_2024", "table.md results.json frontier.png scaling.png"),
         _experiment("inpainting_mnist", "table.md rows.json"),
-        _experiment("kavukcuoglu_2008", "summary.json filters_comparison.png"),
+        _experiment("kavukcuoglu_2008", "table.md summary.json filters_comparison.png"),
         _experiment("kingma_welling_2014", "table.md rows.json", runlocal=f"{TINY_VAE} --codes=2"),
         _experiment("makhzani_frey_2014", "table.md results.json filters.png"),
         _experiment("malhotra_2016", "tables.md results.json", workdir_flag="--out"),
-        _experiment("regularized_family", "table.md"),
+        _experiment("regularized_family", "table.md", full="--all"),
         _experiment("rifai_2011", "table.md results.json"),
         _experiment(
             "salakhutdinov_hinton_2009",

@@ -96,9 +96,19 @@ def main() -> None:
     filters.plot_filter_panels(panels, os.path.join(args.workdir, "filters_comparison.png"))
     with open(os.path.join(args.workdir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
-    print("| filters | orientation selectivity S | localisation |\n|---|---|---|")
+    rows = ["| filters | orientation selectivity S | localisation | test sq. error |", "|---|---|---|---|"]
+    errors = {"PSD encoder": "psd", "KL-sparse AE": "kl_sparse", "Gaussian DAE": "dae"}
     for name, score in scores.items():
-        print(f"| {name} | {score:.3f} | {summary['localisation'][name]:.3f} |")
+        err = f"{summary[errors[name] + '_test_sq_err']:.1f}" if name in errors else ""
+        rows.append(f"| {name} | {score:.3f} | {summary['localisation'][name]:.3f} | {err} |")
+    rows.append(
+        f"\nPSD: relative code-prediction error ||f(x)-h*||^2/||h*||^2 on test patches "
+        f"{summary['psd_rel_pred_err']:.3f}; non-zero fraction of h* {summary['psd_active_fraction']:.3f}."
+    )
+    table = "\n".join(rows) + "\n"
+    with open(os.path.join(args.workdir, "table.md"), "w") as f:
+        f.write(table)
+    print(table)
     print(json.dumps({k: v for k, v in summary.items() if k not in ("selectivity", "localisation")}, indent=2))
 
 
