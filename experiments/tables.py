@@ -8,6 +8,9 @@ A README marks a generated block with the results file it copies, relative to th
     |---|---|
     <!-- end generated -->
 
+The copy ends with a line saying where the numbers come from, read from the `meta.json` beside the file: the
+command that reproduces them, the commit, date, machine and wall time.
+
 `python -m experiments.tables` rewrites every block of every README (the top-level one, experiments/*/ and
 benchmarks/) from its file; `python -m experiments.tables --check` only reports. `check(root)` is what the test
 suite runs: a block that differs from its file, a file that does not exist, or a results folder whose `meta.json`
@@ -57,6 +60,32 @@ def _body(content: str) -> str:
     return content if content.endswith("\n") or not content else content + "\n"
 
 
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
+
+
+def provenance(meta: dict) -> str:
+    """One line on where a results file was measured, from its `meta.json` (written by `python -m experiments`)."""
+    m = meta.get("machine", {})
+    load = m.get("load_average") or [None]
+    parts = [f"commit {meta.get('commit', '?')[:7]}", (meta.get("date") or "?")[:10]]
+    system = m.get("platform", "?").split("-")[0]
+    parts.append(f"{m.get('cores', '?')} CPU cores, {system}, Python {m.get('python', '?')}, jax {m.get('jax', '?')}")
+    parts.append(f"load average {load[0]} at the start")
+    if "wall_time_s" in meta:
+        parts.append(f"wall time {_duration(meta['wall_time_s'])}")
+    name = meta.get("name", "?")
+    return f"*Measured by `python -m experiments --only={name}` at {'; '.join(parts)}.*\n"
+
+
+def generated(file: pathlib.Path) -> str:
+    """A generated block's body: the results file, then its provenance line if a `meta.json` is beside it."""
+    body = _body(file.read_text())
+    meta = file.parent / META
+    return body + "\n" + provenance(json.loads(meta.read_text())) if meta.is_file() else body
+
+
 def rewrite(text: str, read, *, name: str = "README") -> str:
     """`text` with the body of every generated block replaced by `read(path)` (a final newline added if absent).
 
@@ -98,7 +127,7 @@ def check(root: pathlib.Path) -> list[str]:
             if not file.is_file():
                 problems.append(f"{rel}: generated block names {b.path}, which does not exist")
                 continue
-            if text[b.start : b.stop] != _body(file.read_text()):
+            if text[b.start : b.stop] != _body(generated(file)):
                 problems.append(f"{rel}: the block of {b.path} differs from it (python -m experiments.tables)")
             metas.setdefault(file.parent / META, []).append(f"{rel} ({b.path})")
     for meta, users in metas.items():
@@ -126,7 +155,7 @@ def main(argv=None) -> int:
     if not args.check:
         for readme in readmes(root):
             text = readme.read_text()
-            new = rewrite(text, lambda p, d=readme.parent: (d / p).read_text(), name=str(readme.relative_to(root)))
+            new = rewrite(text, lambda p, d=readme.parent: generated(d / p), name=str(readme.relative_to(root)))
             if new != text:
                 readme.write_text(new)
                 print(f"rewrote {readme.relative_to(root)}")

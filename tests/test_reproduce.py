@@ -73,7 +73,11 @@ def test_check_reports_each_kind_of_stale_table(repo):
     assert any("differs from it" in p for p in problems) and any("no meta.json" in p for p in problems)
     assert tables.main(["--root", str(root)]) == 1  # rewrites the block; the missing meta.json still fails
     assert "| 1 |" in (exp / "README.md").read_text()
-    meta.write_text(json.dumps({"commit": head, "runlocal": False}))
+    meta.write_text(json.dumps({"commit": head, "runlocal": False, "name": "toy", "wall_time_s": 75.4}))
+    assert [p for p in tables.check(root) if "differs" in p]  # the block's provenance line is now missing
+    assert tables.main(["--root", str(root)]) == 0
+    assert f"`python -m experiments --only=toy` at commit {head[:7]}" in (exp / "README.md").read_text()
+    assert "wall time 1 min 15 s" in (exp / "README.md").read_text()
     assert tables.check(root) == []
     meta.write_text(json.dumps({"commit": "0" * 40, "runlocal": False}))  # e.g. measured on a side branch
     assert any("not an ancestor of HEAD" in p for p in tables.check(root))
