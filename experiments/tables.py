@@ -71,7 +71,8 @@ def provenance(meta: dict) -> str:
     load = m.get("load_average") or [None]
     parts = [f"commit {meta.get('commit', '?')[:7]}", (meta.get("date") or "?")[:10]]
     system = m.get("platform", "?").split("-")[0]
-    parts.append(f"{m.get('cores', '?')} CPU cores, {system}, Python {m.get('python', '?')}, jax {m.get('jax', '?')}")
+    python, jax = m.get("python", "?"), m.get("jax", "?")
+    parts.append(f"{m.get('cores', '?')} CPU cores, {system}, Python {python}, jax {jax}")
     parts.append(f"load average {load[0]} at the start")
     if "wall_time_s" in meta:
         parts.append(f"wall time {_duration(meta['wall_time_s'])}")
