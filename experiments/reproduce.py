@@ -88,6 +88,7 @@ EXPERIMENTS = dict(
         _experiment("kavukcuoglu_2008", "table.md summary.json filters_comparison.png"),
         _experiment("kingma_welling_2014", "table.md rows.json", runlocal=f"{TINY_VAE} --codes=2"),
         _experiment("makhzani_frey_2014", "table.md results.json filters.png"),
+        _experiment("main_models", "table.md results.json"),
         _experiment("malhotra_2016", "tables.md results.json", workdir_flag="--out"),
         _experiment("regularized_family", "table.md", full="--all"),
         _experiment("rifai_2011", "table.md results.json"),
