@@ -54,12 +54,18 @@ class Entry(NamedTuple):
     results: str
 
 
-def _experiment(name: str, outputs: str, full: str = "", runlocal: str = "--runlocal", workdir_flag="--workdir"):
+def _experiment(name: str, outputs: str, full: str = "", runlocal: str = "--runlocal", workdir_flag="--workdir",
+                extra: tuple[tuple[str, str], ...] = ()):  # fmt: skip
     """An experiment's entry: `python -m experiments.<name>.run --workdir={workdir}` plus the full / runlocal
-    arguments (shell words); `outputs` are space-separated file names of its workdir."""
-    cmd = ("-m", f"experiments.{name}.run", f"{workdir_flag}={{workdir}}")
-    return name, Entry(((*cmd, *shlex.split(full)),), ((*cmd, *shlex.split(runlocal)),), tuple(outputs.split()),
-                       f"experiments/{name}/results")  # fmt: skip
+    arguments (shell words); `outputs` are space-separated file names of its workdir. `extra` adds full-run
+    commands as (subfolder, arguments): each runs with --workdir={workdir}/<subfolder>, and its outputs are kept
+    as <subfolder>_<file> (e.g. a second table at another budget)."""
+    module = ("-m", f"experiments.{name}.run")
+    cmd = (*module, f"{workdir_flag}={{workdir}}")
+    full_cmds = [(*cmd, *shlex.split(full))]
+    full_cmds += [(*module, f"{workdir_flag}={{workdir}}/{sub}", *shlex.split(args)) for sub, args in extra]
+    outs = tuple(outputs.split()) + tuple(f"{sub}/{o}" for sub, _ in extra for o in outputs.split())
+    return name, Entry(tuple(full_cmds), ((*cmd, *shlex.split(runlocal)),), outs, f"experiments/{name}/results")
 
 
 def _benchmark(name: str, full=("",), runlocal=("",), before=(), before_runlocal=()):
@@ -86,7 +92,12 @@ EXPERIMENTS = dict(
         _experiment("gao_2024", "table.md results.json frontier.png scaling.png"),
         _experiment("inpainting_mnist", "table.md rows.json"),
         _experiment("kavukcuoglu_2008", "table.md summary.json filters_comparison.png"),
-        _experiment("kingma_welling_2014", "table.md rows.json", runlocal=f"{TINY_VAE} --codes=2"),
+        _experiment(
+            "kingma_welling_2014",
+            "table.md rows.json",
+            runlocal=f"{TINY_VAE} --codes=2",
+            extra=(("long", "--codes=20,50 --steps=6000"),),
+        ),
         _experiment("makhzani_frey_2014", "table.md results.json filters.png"),
         _experiment("main_models", "table.md results.json"),
         _experiment("malhotra_2016", "tables.md results.json", workdir_flag="--out"),
@@ -232,13 +243,15 @@ def run_entry(name: str, entry: Entry, *, runlocal: bool, workdir: pathlib.Path,
                 raise RuntimeError(f"{name} failed with exit code {code} after {secs:.0f} s:\n{tail}")
     meta["wall_time_s"] = round(time.perf_counter() - start, 1)
     meta["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
-    missing = [o for o in entry.outputs if not (workdir / o).exists()]
+    # a runlocal run has only the first command: outputs in subfolders belong to the full run's extra commands
+    expected = [o for o in entry.outputs if not (runlocal and "/" in o)]
+    missing = [o for o in expected if not (workdir / o).exists()]
     if missing:
         raise RuntimeError(f"{name} finished but did not write {missing} into {workdir}")
     results = workdir / "results" if runlocal else ROOT / entry.results
     results.mkdir(parents=True, exist_ok=True)
-    for o in entry.outputs:
-        shutil.copy2(workdir / o, results / pathlib.Path(o).name)
+    for o in expected:
+        shutil.copy2(workdir / o, results / o.replace("/", "_"))
     shutil.copy2(workdir / "log.txt", results / "log.txt")
     (results / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
