@@ -5,6 +5,7 @@
   python -m experiments --all                        # every experiment (hours on 2 CPU cores)
   python -m experiments --all --runlocal             # every experiment's seconds-long smoke version
   python -m experiments --benchmarks --runlocal      # every benchmark's smoke version
+  python -m experiments --all --benchmarks --runlocal --jobs=2   # all smoke versions, two at a time (CI)
   python -m experiments --all --benchmarks           # everything: the full reproduction
 
 Each entry runs its commands (`python -m experiments.<name>.run --workdir=<workdir> ...`, `python
@@ -19,6 +20,7 @@ that is the smoke test CI runs.
 """
 
 import argparse
+import concurrent.futures
 import datetime
 import importlib.metadata
 import json
@@ -207,7 +209,9 @@ def code_state() -> dict:
     return {"commit": _git("rev-parse", "HEAD"), "uncommitted_code": code}
 
 
-def run_entry(name: str, entry: Entry, *, runlocal: bool, workdir: pathlib.Path, keep: bool = False) -> dict:
+def run_entry(
+    name: str, entry: Entry, *, runlocal: bool, workdir: pathlib.Path, keep: bool = False, echo: bool = True
+) -> dict:
     """Runs one entry's commands in subprocesses and writes its results folder; returns its meta.json content.
 
     A full run reuses what its workdir already holds (the experiments skip finished runs); a runlocal run starts
@@ -226,14 +230,15 @@ def run_entry(name: str, entry: Entry, *, runlocal: bool, workdir: pathlib.Path,
     start = time.perf_counter()
     with open(workdir / "log.txt", "w") as log:
         for c in commands:
-            print(f"\n=== {name}: python {' '.join(c)}", flush=True)
+            print(f"\n=== {name}: python {' '.join(c)}", flush=True)  # in parallel runs, one line per command
             log.write(f"$ python {' '.join(c)}\n")
             out = subprocess.PIPE
             proc = subprocess.Popen(
                 [sys.executable, *c], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, text=True
             )
             for line in proc.stdout:
-                sys.stdout.write(line)
+                if echo:
+                    sys.stdout.write(line)
                 log.write(line)
             code = proc.wait()
             if code != 0:
@@ -285,6 +290,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default=None, help="where the runs go (default runs/<name>; with --runlocal "
                         "/tmp/aejax_runlocal/<name>)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="--runlocal: reuse the workdir instead of clearing it")
+    parser.add_argument("--jobs", type=int, default=1, help="entries run at once (their output goes to each "
+                        "one's log.txt only); for smoke runs: full runs' times compare only at 1")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         chosen = select(args.only, args.all, args.benchmarks)
@@ -300,13 +307,21 @@ def main(argv=None) -> int:
     base = pathlib.Path(args.workdir or ("/tmp/aejax_runlocal" if args.runlocal else "runs"))
     done, failed = [], []
     start = time.perf_counter()
-    for name, entry in chosen.items():
+
+    def run(name: str) -> None:
         try:
-            meta = run_entry(name, entry, runlocal=args.runlocal, workdir=base / name, keep=args.keep)
+            meta = run_entry(name, chosen[name], runlocal=args.runlocal, workdir=base / name, keep=args.keep,
+                             echo=args.jobs == 1)  # fmt: skip
             done.append((name, meta["wall_time_s"]))
+            if args.jobs > 1:
+                print(f"--- {name} passed in {meta['wall_time_s']} s", flush=True)
         except RuntimeError as e:
             print(str(e), file=sys.stderr, flush=True)
             failed.append(name)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        list(pool.map(run, chosen))  # the threads only wait on subprocesses
+    done.sort(key=lambda d: list(chosen).index(d[0]))
     total = time.perf_counter() - start
     print("\n| entry | wall time (s) |\n|---|---|")
     for name, secs in done:

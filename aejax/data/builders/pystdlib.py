@@ -164,6 +164,8 @@ def corpus_info(config: str = "full", data_dir: str | None = None) -> dict:
     "stdlib", "corpus_sha256", "train_files", "test_files", "train_bytes", "test_bytes"}: the interpreter and
     corpus the data was built from, which may differ from the running one when data_dir was prepared
     elsewhere."""
-    builder = tfds.builder_cls("pystdlib")(config=config, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare()
+    from aejax.data import datasets  # here, not at the top: datasets imports the builders package
+
+    cls = tfds.builder_cls("pystdlib")
+    builder = datasets.prepare(lambda: cls(config=config, data_dir=data_dir, file_format="array_record"))
     return dict(builder.info.metadata)
