@@ -1,6 +1,6 @@
 """Cost of the contractive penalty per train step, by method, relative to a plain autoencoder step.
 
-  python benchmarks/bench_contractive.py [--steps 5] [--batch 128] [--budget 15]
+  python benchmarks/bench_contractive.py [--steps 5] [--batch 128] [--budget 15] [--side 28] [--width 1.0]
 
 One jitted step = value_and_grad of (Bernoulli reconstruction NLL + 0.1 * contractive penalty) and
 an optax Adam update, on random MNIST-shaped data [B, 28, 28, 1]. Encoders: Hinton & Salakhutdinov's
@@ -8,6 +8,7 @@ an optax Adam update, on random MNIST-shaped data [B, 28, 28, 1]. Encoders: Hint
 one-layer 784-1000 sigmoid encoder (overcomplete, so "auto" = jacfwd; the closed form applies).
 Each row: one compile + warm-up step, then up to --steps timed steps (fewer when --budget seconds
 run out), median seconds per step. Prints a markdown table. Run by hand on an idle machine.
+--side (images side x side) and --width (a factor on every layer's width) only shrink the models for a smoke run.
 """
 
 import argparse
@@ -78,13 +79,28 @@ def time_step(step, params, opt_state, batch, steps: int, budget: float) -> tupl
     return first, float(np.median(times))
 
 
+def encoders(side: int, width: float) -> dict:
+    """ENCODERS at side x side inputs and layer widths times `width`, named by their sizes."""
+    out = {}
+    for name, kw in ENCODERS.items():
+        if (side, width) != (28, 1.0):
+            hidden = tuple(max(2, round(h * width)) for h in kw["hidden"])
+            kw = dict(kw, hidden=hidden, code_dim=max(2, round(kw["code_dim"] * width)))
+            sizes = "-".join(str(v) for v in (side * side, *hidden, kw["code_dim"]))
+            name = sizes + name[len(name.split(" ")[0]) :]  # the sizes, then e.g. " sigmoid"
+        out[name] = kw
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--budget", type=float, default=15.0, help="seconds of timed steps per row")
+    ap.add_argument("--side", type=int, default=28, help="images side x side (smaller: a smoke run)")
+    ap.add_argument("--width", type=float, default=1.0, help="multiplies every layer's width (smoke runs)")
     args = ap.parse_args()
-    x = jax.random.uniform(jax.random.key(0), (args.batch, 28, 28, 1))
+    x = jax.random.uniform(jax.random.key(0), (args.batch, args.side, args.side, 1))
     batch = Batch(x=x, label=jnp.zeros((args.batch,), jnp.int32))
     tx = optax.adam(1e-3)
     print(
@@ -93,10 +109,10 @@ def main():
     )
     print("| encoder | step | auto picks | s/step | vs plain | compile+1st (s) |")
     print("|---|---|---|---|---|---|")
-    for enc_name, kw in ENCODERS.items():
-        model = get_model("mlp", input_shape=(28, 28, 1), activation="sigmoid", **kw)
+    for enc_name, kw in encoders(args.side, args.width).items():
+        model = get_model("mlp", input_shape=(args.side, args.side, 1), activation="sigmoid", **kw)
         params = model.init(jax.random.key(1), x[:1])["params"]
-        auto = choose_method(784, kw["code_dim"])
+        auto = choose_method(args.side * args.side, kw["code_dim"])
         plain = None
         for name, hparams in VARIANTS:
             if hparams and hparams["method"] == "closed_form" and kw["hidden"]:

@@ -1,6 +1,6 @@
 """Equivalent forms of the conv AE's layers on XLA:CPU, timed against each other (no aejax code):
 
-  python benchmarks/bench_conv_forms.py [--rounds 5]
+  python benchmarks/bench_conv_forms.py [--rounds 5] [--batch 128] [--steps 10]
 
 1. The pooling conv AE step (configs/conv_ae.py's model written in flax: 3x3 convs of 32 and 64 channels, 2x2 max
    pooling, dense code 30, nearest upsampling; BCE, optax Adam, batch 128, one jitted step per call) with max
@@ -58,11 +58,10 @@ class ConvAE(nn.Module):
         return nn.Conv(1, (3, 3))(self.up(h))
 
 
-def pooling_forms(rounds: int) -> None:
+def pooling_forms(rounds: int, batch: int = 128, steps: int = 10) -> None:
     rng = np.random.default_rng(0)
     x_all = jax.device_put(rng.uniform(size=(4000, 28, 28, 1)).astype(np.float32))
-    steps = 10
-    idx = jnp.asarray(rng.integers(0, 4000, size=(steps, 128)), jnp.int32)
+    idx = jnp.asarray(rng.integers(0, 4000, size=(steps, batch)), jnp.int32)
     rows = {}
     for up_name, up in (("jax.image.resize", up_resize), ("broadcast", up_broadcast)):
         for pool_name, pool in (("nn.max_pool", pool_reduce_window), ("reshape-max", pool_reshape)):
@@ -97,14 +96,14 @@ def pooling_forms(rounds: int) -> None:
             jax.block_until_ready(rows[k]())
             times[k].append(time.perf_counter() - t)
     base = np.asarray(times["pool nn.max_pool, upsample jax.image.resize"])
-    print(f"\n1. conv AE step, {rounds} interleaved rounds of {steps} steps, batch 128")
+    print(f"\n1. conv AE step, {rounds} interleaved rounds of {steps} steps, batch {batch}")
     print("| form | examples/s | vs library forms |\n|---|---|---|")
     for k, t in times.items():
         t = np.asarray(t)
-        print(f"| {k} | {steps * 128 / np.median(t):,.0f} | {np.median(base / t):.2f}x |")
+        print(f"| {k} | {steps * batch / np.median(t):,.0f} | {np.median(base / t):.2f}x |")
 
 
-def transposed_conv_forms(rounds: int) -> None:
+def transposed_conv_forms(rounds: int, batch: int = 128) -> None:
     dn = ("NHWC", "HWIO", "NHWC")
 
     def tconv_lax(x, k):
@@ -115,10 +114,10 @@ def transposed_conv_forms(rounds: int) -> None:
         return lax.conv_general_dilated(xp, k, (1, 1), "VALID", dimension_numbers=dn)
 
     rng = np.random.default_rng(0)
-    print(f"\n2. stride-2 transposed convolution, batch 128, median of {rounds}")
+    print(f"\n2. stride-2 transposed convolution, batch {batch}, median of {rounds}")
     print("| layer | max abs difference of outputs | gradient: lax.conv_transpose | gradient: pad + conv |")
     print("|---|---|---|---|")
-    for shape, kshape in (((128, 7, 7, 64), (3, 3, 64, 32)), ((128, 14, 14, 32), (3, 3, 32, 1))):
+    for shape, kshape in (((batch, 7, 7, 64), (3, 3, 64, 32)), ((batch, 14, 14, 32), (3, 3, 32, 1))):
         x = jnp.asarray(rng.normal(size=shape), jnp.float32)
         k = jnp.asarray(rng.normal(size=kshape), jnp.float32) * 0.1
         diff = float(jnp.max(jnp.abs(tconv_lax(x, k) - tconv_pad(x, k))))
@@ -139,10 +138,12 @@ def transposed_conv_forms(rounds: int) -> None:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=128, help="smaller: a smoke run")
+    ap.add_argument("--steps", type=int, default=10, help="conv AE steps per timed run")
     args = ap.parse_args()
     print(f"{jax.devices()[0].platform}, jax {jax.__version__}")
-    pooling_forms(args.rounds)
-    transposed_conv_forms(args.rounds)
+    pooling_forms(args.rounds, args.batch, args.steps)
+    transposed_conv_forms(args.rounds, args.batch)
 
 
 if __name__ == "__main__":

@@ -71,9 +71,10 @@ def train_rate(workdir: str) -> float:
     return float(np.median(rates[1:] or rates))
 
 
-def loop_row(name: str, k: int, data_dir: str | None, scale: float = 1.0):
-    """() -> (examples/s, K used): one timed run of the family's job."""
-    make, steps, log_every = FAMILIES[name]
+def loop_row(name: str, k: int, data_dir: str | None, scale: float = 1.0, log_every: int = 0):
+    """() -> (examples/s, K used): one timed run of the family's job (log_every 0: the family's own)."""
+    make, steps, own_log_every = FAMILIES[name]
+    log_every = log_every or own_log_every
     steps = max(2, round(steps * scale / log_every)) * log_every  # at least two log windows
 
     def run():
@@ -151,14 +152,15 @@ def main():
     ap.add_argument("--data_dir", default=None)
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies the steps of every loop row")
     ap.add_argument("--warmup", type=int, default=1, help="0: no untimed first pass (data already prepared)")
+    ap.add_argument("--log_every", type=int, default=0, help="> 0: every loop row's (a smoke run: few steps)")
     args = ap.parse_args()
     names = args.only.split(",")
     rows = {}
     for name in names:
-        rows[(name, "K=1")] = loop_row(name, 1, args.data_dir, args.scale)
-        rows[(name, "auto")] = loop_row(name, 0, args.data_dir, args.scale)
+        rows[(name, "K=1")] = loop_row(name, 1, args.data_dir, args.scale, args.log_every)
+        rows[(name, "auto")] = loop_row(name, 0, args.data_dir, args.scale, args.log_every)
         if name in HAND:
-            rows[(name, "hand")] = hand_row(name)
+            rows[(name, "hand")] = hand_row(name, max(2, round(60 * args.scale)))
             if args.torch:
                 rows[(name, "torch")] = torch_row(name, args.torch)
     for key, run in rows.items():  # warm-up: data preparation, caches

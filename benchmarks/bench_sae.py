@@ -144,8 +144,8 @@ def make_hand_step(d: int, n: int, k: int = K, aux_k: int = AUX_K, select: str =
     return init, jax.jit(step, donate_argnums=0)
 
 
-def hand_row(x_train: np.ndarray, n: int, batch: int, steps: int, select: str = "scatter"):
-    init, step = make_hand_step(x_train.shape[1], n, select=select)
+def hand_row(x_train: np.ndarray, n: int, batch: int, steps: int, select: str = "scatter", k=K, aux_k=AUX_K):
+    init, step = make_hand_step(x_train.shape[1], n, k, aux_k, select=select)
     x_dev = jax.device_put(x_train)
     rows = jnp.asarray(np.random.default_rng(1).integers(0, len(x_train), size=(steps, batch)), jnp.int32)
 
@@ -179,11 +179,11 @@ def train_rate(workdir: str) -> float:
     return float(np.median(rates[1:] or rates))
 
 
-def loop_row(data: str, n: int, batch: int, steps: int, log_every: int, k: int):
+def loop_row(data: str, n: int, batch: int, steps: int, log_every: int, k: int, top_k=K, aux_k=AUX_K):
     overrides = dict(
         dataset=f"arrays:{data}", batch_size=batch, num_epochs=0, num_train_steps=steps, log_every=log_every,
         eval_every=steps, checkpoint_every=steps, steps_per_call=k, eval_batch_size=1024,
-        **{"model.n_latents": n, "model.k": K, "model.aux_k": AUX_K, "model.auxk_coeff": AUXK_COEFF,
+        **{"model.n_latents": n, "model.k": top_k, "model.aux_k": aux_k, "model.auxk_coeff": AUXK_COEFF,
            "model.dead_after": DEAD_AFTER, "optimizer.name": "adam", "optimizer.schedule": "constant",
            "optimizer.learning_rate": LR, "analysis.reports": "", "analysis.embedding": "pca"},
     )  # fmt: skip
@@ -206,10 +206,10 @@ def loop_row(data: str, n: int, batch: int, steps: int, log_every: int, k: int):
     return run, " ".join(["python launch.py --config=configs/sae.py:mnist", *shown])
 
 
-def torch_row(python: str, data: str, n: int, batch: int, steps: int):
+def torch_row(python: str, data: str, n: int, batch: int, steps: int, k=K, aux_k=AUX_K):
     def run():
         cmd = [python, os.path.join(HERE, "torch_sae_reference.py"), f"--data={data}/train_x.npy", f"--n={n}",
-               f"--batch={batch}", f"--steps={steps}", f"--k={K}", f"--aux_k={AUX_K}"]  # fmt: skip
+               f"--batch={batch}", f"--steps={steps}", f"--k={k}", f"--aux_k={aux_k}"]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         return float(out.stdout.split()[-1])
 
@@ -227,6 +227,8 @@ def main():
     ap.add_argument("--log_every", type=int, default=10)
     ap.add_argument("--hand_steps", type=int, default=20)
     ap.add_argument("--only", default="loop K=1,loop auto,hand,torch")
+    ap.add_argument("--k", type=int, default=K, help="latents kept (smaller for a smoke run at small n)")
+    ap.add_argument("--aux_k", type=int, default=AUX_K, help="AuxK's k (at most n)")
     ap.add_argument("--torch", default=None, help="a Python with torch for the PyTorch eager row")
     args = ap.parse_args()
     n = args.expansion * args.d
@@ -237,13 +239,15 @@ def main():
     wanted = args.only.split(",")
     for name, k in (("loop K=1", 1), ("loop auto", 0)):
         if name in wanted:
-            rows[name], commands[name] = loop_row(data, n, args.batch, args.steps, args.log_every, k)
+            rows[name], commands[name] = loop_row(
+                data, n, args.batch, args.steps, args.log_every, k, args.k, args.aux_k
+            )
     if "hand" in wanted:
-        rows["hand"] = hand_row(x_train, n, args.batch, args.hand_steps)
+        rows["hand"] = hand_row(x_train, n, args.batch, args.hand_steps, k=args.k, aux_k=args.aux_k)
     if "hand mask" in wanted:
-        rows["hand mask"] = hand_row(x_train, n, args.batch, args.hand_steps, select="mask")
+        rows["hand mask"] = hand_row(x_train, n, args.batch, args.hand_steps, "mask", args.k, args.aux_k)
     if "torch" in wanted and args.torch:
-        rows["torch"] = torch_row(args.torch, data, n, args.batch, args.hand_steps)
+        rows["torch"] = torch_row(args.torch, data, n, args.batch, args.hand_steps, args.k, args.aux_k)
     rates = {name: [] for name in rows}
     order = np.random.default_rng(0)
     names = list(rows)
@@ -253,7 +257,8 @@ def main():
             print(f"  {names[i]}: {rates[names[i]][-1]:,.0f}", file=sys.stderr, flush=True)
         print(f"round {r + 1}/{args.rounds} done; load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
     head = f"{jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}; d={args.d}, n={n}"
-    print(f"\n{head}, B={args.batch}, k={K}, k_aux={AUX_K}; {args.rounds} rounds; load {os.getloadavg()}")
+    head += f", B={args.batch}, k={args.k}, k_aux={args.aux_k}"
+    print(f"\n{head}; {args.rounds} rounds; load {os.getloadavg()}")
     for name, cmd in commands.items():
         print(f"{name}: {cmd}")
     print("| contender | tokens/s (median) | vs hand (median in-round ratio) | all rounds |\n|---|---|---|---|")

@@ -1,7 +1,8 @@
 """Steps per second against `config.steps_per_call` = K (K train steps per jitted call, a `lax.scan` over steps
 with the batches gathered on the device), for three models of the family:
 
-  python benchmarks/bench_steps_per_call.py [--ks 1,4,16,64] [--scale 1.0] [--rounds 7] [--data_dir DIR]
+  python benchmarks/bench_steps_per_call.py [--ks 1,4,16,64] [--scale 1.0] [--rounds 7] [--data_dir DIR] \
+      [--models KL-sparse,CAE,deep]
 
 - the KL-sparse AE of experiments/kavukcuoglu_2008 (64 whitened pixels -> 25 sigmoid units, tied, batch 512);
 - the 784-500 sigmoid CAE (closed-form penalty) of `configs/contractive.py:closed_form,quick`, batch 128;
@@ -63,12 +64,15 @@ def main():
     ap.add_argument("--scale", type=float, default=1.0, help="multiplies every model's steps per timed run")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--data_dir", default=None)
+    ap.add_argument("--models", default="", help="comma-separated parts of model names (default: every model)")
     args = ap.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
+    wanted = [m for m in args.models.split(",") if m]
+    models = {n: v for n, v in MODELS.items() if not wanted or any(m in n for m in wanted)}
     mesh = sharding.make_mesh()
     rows = {}
     steps = {}
-    for name, (make_config, num_steps) in MODELS.items():
+    for name, (make_config, num_steps) in models.items():
         config = make_config()
         config.unlock()
         config.data_dir = args.data_dir
@@ -89,7 +93,7 @@ def main():
     print(f"\n{platform}; {args.rounds} interleaved rounds (medians); steps per row: {steps}\n")
     print("| model | " + " | ".join(f"K={k}: steps/s (x vs K=1)" for k in ks) + " |")
     print("|---|" + "---|" * len(ks))
-    for name in MODELS:
+    for name in models:
         base = np.asarray(times[(name, ks[0])])
         cells = []
         for k in ks:

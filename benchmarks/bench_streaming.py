@@ -121,7 +121,7 @@ def reads(store_dir: str, rounds: int, batches: int, batch: int) -> None:
 
 def launch(
     store: str, workdir: str, mode: str, steps: int, *, every: int | None = None, kill_at: int | None = None,
-    fresh: bool = True,
+    fresh: bool = True, variant: str = "store",
 ) -> dict | None:  # fmt: skip
     """One training run in a subprocess: its results.json plus peak_rss_gb and wall_s. With `kill_at`, the run is
     killed (SIGKILL) as soon as its checkpoint at that step is on disk, and None is returned."""
@@ -129,7 +129,7 @@ def launch(
         shutil.rmtree(workdir, ignore_errors=True)
     every = every or steps
     cmd = [
-        sys.executable, os.path.join(ROOT, "launch.py"), "--config=configs/sae.py:store",
+        sys.executable, os.path.join(ROOT, "launch.py"), f"--config=configs/sae.py:{variant}",
         f"--config.dataset=activations:{store}", f"--config.data_loading={mode}",
         f"--config.num_train_steps={steps}", f"--config.eval_every={steps}", f"--config.checkpoint_every={every}",
         f"--workdir={workdir}",
@@ -154,16 +154,16 @@ def launch(
     return res
 
 
-def kill_resume(store: str, steps: int, every: int, kill_at: int, workdir: str) -> None:
+def kill_resume(store: str, steps: int, every: int, kill_at: int, workdir: str, variant: str = "store") -> None:
     """A streamed run killed with SIGKILL after its checkpoint at `kill_at` and relaunched, against an
     uninterrupted one: the logged losses after the kill (means over log windows of 32 steps, so they differ if any
     batch differs) and the final parameters."""
     from aejax import runs
     from aejax.metric_writer import read_metrics
 
-    launch(store, workdir + "_killed", "stream", steps, every=every, kill_at=kill_at)
-    launch(store, workdir + "_killed", "stream", steps, every=every, fresh=False)
-    launch(store, workdir + "_whole", "stream", steps, every=every)
+    launch(store, workdir + "_killed", "stream", steps, every=every, kill_at=kill_at, variant=variant)
+    launch(store, workdir + "_killed", "stream", steps, every=every, fresh=False, variant=variant)
+    launch(store, workdir + "_whole", "stream", steps, every=every, variant=variant)
     losses = []
     for w in (workdir + "_killed", workdir + "_whole"):
         last = {}
@@ -197,23 +197,24 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--workdir", default="/tmp/bench_streaming")
+    ap.add_argument("--variant", default="store", help="of configs/sae.py; store,runlocal: a tiny SAE (smoke)")
     args = ap.parse_args()
     print(f"load: {os.getloadavg()}")
     if args.what == "write":
         write(args.out, args.rows, args.test_rows)
     elif args.what == "kill":
-        kill_resume(args.store, args.steps, args.every, args.kill_at, args.workdir)
+        kill_resume(args.store, args.steps, args.every, args.kill_at, args.workdir, args.variant)
     elif args.what == "reads":
         reads(args.store, args.rounds, args.batches, args.batch)
     elif args.what == "rss":
-        r = launch(args.store, args.workdir + "_rss", "stream", args.steps)
+        r = launch(args.store, args.workdir + "_rss", "stream", args.steps, variant=args.variant)
         keys = ("num_train", "peak_rss_gb", "examples_per_s", "train_time_s", "wall_s", "sae/fvu", "test_l0")
         print(json.dumps({k: r.get(k) for k in keys}, indent=1))
     else:
         rates = {"memory": [], "stream": []}
         for i in range(args.rounds):
             for mode in ("memory", "stream") if i % 2 == 0 else ("stream", "memory"):
-                r = launch(args.store, f"{args.workdir}_{mode}", mode, args.steps)
+                r = launch(args.store, f"{args.workdir}_{mode}", mode, args.steps, variant=args.variant)
                 rates[mode].append(r["examples_per_s"])
                 fvu = r.get("sae/fvu", float("nan"))
                 print(f"round {i} {mode}: {r['examples_per_s']:.0f} ex/s, peak RSS {r['peak_rss_gb']:.2f} GiB, "

@@ -1,9 +1,9 @@
 """Train-step throughput of the default model, and the framework's overhead over a hand-written jitted step.
 
-  python benchmarks/bench_train.py [--batches 128,256] [--chunk 25] [--rounds 15]
+  python benchmarks/bench_train.py [--batches 128,256] [--chunk 25] [--rounds 15] [--layers 1000,500,250,30]
 
-Model: Hinton's 784-1000-500-250-30 MLP AE (relu, linear code), Bernoulli decoder (sigmoid cross-entropy summed
-over pixels, mean over the batch). Rows, each at every batch size:
+Model: Hinton's 784-1000-500-250-30 MLP AE (relu, linear code; other widths with --layers, e.g. for a smoke run),
+Bernoulli decoder (sigmoid cross-entropy summed over pixels, mean over the batch). Rows, each at every batch size:
   H   hand-written `jax.jit` step: flax apply + optax Adam(1e-3), no mesh, no metrics, fixed device batch
       (the baseline), and the same with the default optimizer of configs/mnist_ae.py (adam, warmup_cosine);
   aejax `make_train_step` on a fixed device batch, with grad/param norms every step and every log_every steps;
@@ -42,9 +42,9 @@ from configs import mnist_ae  # noqa: E402
 N_TRAIN = 4000  # the size of the default mnist5k training split
 
 
-def build_rows(batch_size: int, log_every: int):
+def build_rows(batch_size: int, log_every: int, layers: tuple[int, ...] = (1000, 500, 250, 30)):
     """{name: (run(n, start_step) -> array to block on, baseline name)} for one batch size."""
-    model = get_model("mlp", input_shape=(28, 28, 1), hidden=(1000, 500, 250), code_dim=30)
+    model = get_model("mlp", input_shape=(28, 28, 1), hidden=layers[:-1], code_dim=layers[-1])
     lik = get_likelihood("bernoulli")
     params = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)))["params"]
     rng = np.random.default_rng(0)
@@ -130,13 +130,16 @@ def main():
     ap.add_argument("--chunk", type=int, default=50, help="steps per timed run")
     ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds per batch size")
     ap.add_argument("--log_every", type=int, default=mnist_ae.get_config().log_every)
+    ap.add_argument("--layers", default="1000,500,250,30", help="the encoder's widths (smaller: a smoke run)")
     args = ap.parse_args()
+    layers = tuple(int(w) for w in args.layers.split(","))
     print(
-        f"{jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}, 784-1000-500-250-30 MLP AE, "
+        f"{jax.device_count()} x {jax.devices()[0].platform}, jax {jax.__version__}, "
+        f"{'-'.join(map(str, (784, *layers)))} MLP AE, "
         f"Bernoulli; {args.rounds} interleaved rounds x {args.chunk} steps per row"
     )
     for batch_size in map(int, args.batches.split(",")):
-        rows = build_rows(batch_size, args.log_every)
+        rows = build_rows(batch_size, args.log_every, layers)
         names = list(rows)
         start = dict.fromkeys(names, 10)
         for name in names:  # compile + warm up

@@ -128,14 +128,14 @@ BENCHMARKS = dict(
             before=[MAIN_RUN.format(variant="")],
             before_runlocal=[MAIN_RUN.format(variant=":runlocal")],
         ),
-        _benchmark("bench_contractive", runlocal=["--steps 1 --budget 1"]),
-        _benchmark("bench_conv_forms", runlocal=["--rounds 1"]),
-        _benchmark("bench_families", runlocal=["--rounds 1 --scale 0.02 --warmup 0"]),
-        _benchmark("bench_inference", runlocal=["--batch 20 --max-steps 50"]),
+        _benchmark("bench_contractive", runlocal=["--steps 1 --budget 0 --batch 8 --side 8 --width 0.1"]),
+        _benchmark("bench_conv_forms", runlocal=["--rounds 1 --batch 8 --steps 2"]),
+        _benchmark("bench_families", runlocal=["--only mlp --rounds 1 --scale 0.02 --log_every 2 --warmup 0"]),
+        _benchmark("bench_inference", runlocal=["--batch 8 --atoms 16 --size 4 --max-steps 20 --gap 1e-2"]),
         _benchmark(
             "bench_model_parallel",
             ["", "--time --widths 16384 --rounds 5"],
-            ["--widths 256 --d 32 --batch 64 --k 4"],
+            ["--devices 2 --widths 64 --d 16 --batch 16 --k 4 --time --rounds 1 --steps 1 --hlo"],
         ),
         _benchmark("bench_pipeline", ["--data_dir={workdir}/tfds"], ["--data_dir={workdir}/tfds"]),
         _benchmark(
@@ -144,18 +144,18 @@ BENCHMARKS = dict(
         _benchmark(
             "bench_sae",
             runlocal=[
-                "--d 16 --expansion 4 --batch 64 --n_train 1024 --rounds 1 --steps 20 "
-                "--hand_steps 5 --only 'loop K=1,loop auto,hand'"
+                "--d 16 --expansion 4 --k 4 --aux_k 16 --batch 64 --n_train 1024 --rounds 1 --steps 20 "
+                "--hand_steps 5 --only 'loop auto,hand'"
             ],
         ),
         _benchmark(
             "bench_sae_select", runlocal=["--batch 64 --n 256 --d 16 --k 4 --aux_k 16 --rounds 1 --reps 1"]
         ),
-        _benchmark("bench_scan_unroll", runlocal=["--k 5 --unrolls 1,5 --rounds 1 --models mlp"]),
+        _benchmark("bench_scan_unroll", runlocal=["--k 2 --unrolls 1,2 --rounds 1 --models conv1d"]),
         _benchmark(
             "bench_steps_per_call",
             ["--data_dir={workdir}/tfds"],
-            ["--ks 1,4 --scale 0.05 --rounds 1 --data_dir={workdir}/tfds"],
+            ["--models KL-sparse --ks 1,2 --scale 0.001 --rounds 1 --data_dir={workdir}/tfds"],
         ),
         _benchmark(
             "bench_streaming",
@@ -168,14 +168,16 @@ BENCHMARKS = dict(
                 f"kill {STORE} --steps=128",
             ],
             [
-                "write --out={workdir}/store --rows=65536 --test_rows=4096",
-                f"speed {STORE} --rounds=1 --steps=8 --batch=512 --workdir={{workdir}}/w",
+                "write --out={workdir}/store --rows=4096 --test_rows=1024",
+                f"speed {STORE} --variant=store,runlocal --rounds=1 --steps=10 --workdir={{workdir}}/w",
             ],
         ),
         _benchmark(
-            "bench_sweep", ["--launch_steps 200"], ["--sizes small --rounds 1 --calls 1 --data_dir={workdir}/tfds"]
+            "bench_sweep",
+            ["--launch_steps 200"],
+            ["--sizes small --rounds 1 --calls 1 --steps_per_call 2 --spec 'k=8,16;seed=0'"],
         ),
-        _benchmark("bench_train", runlocal=["--batches 128 --chunk 5 --rounds 1"]),
+        _benchmark("bench_train", runlocal=["--batches 16 --chunk 2 --rounds 1 --layers 32,16,8 --log_every 5"]),
     ]
 )
 
