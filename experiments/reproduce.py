@@ -101,7 +101,7 @@ EXPERIMENTS = dict(
             extra=(("long", "--codes=20,50 --steps=6000"),),
         ),
         _experiment("makhzani_frey_2014", "table.md results.json filters.png"),
-        _experiment("main_models", "table.md results.json"),
+        _experiment("main_models", "table.md main.md conv.md vae.md stacked.md results.json"),
         _experiment("malhotra_2016", "tables.md results.json", workdir_flag="--out"),
         _experiment("regularized_family", "table.md", full="--all"),
         _experiment("rifai_2011", "table.md results.json"),

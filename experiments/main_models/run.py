@@ -8,8 +8,9 @@ PPCA, the MLP and conv VAE) and the stacked autoencoder against random init.
 Each row is one `python launch.py --config=configs/<file>.py[:<variant>] --workdir=<workdir>/<row>` in a
 subprocess, so the wall time in the table is that of the whole command as a user types it (start-up, data,
 compilation, training, evaluation, reports and figures). A row whose workdir already holds results.json is read
-back, not retrained (its wall time is then the earlier one, kept in wall_time.json). Writes table.md and
-results.json (every row's results.json, by row) in the workdir.
+back, not retrained (its wall time is then the earlier one, kept in wall_time.json). Writes table.md,
+its sections main.md, conv.md, vae.md and stacked.md (for the README's sections), and results.json (every row's
+results.json, by row) in the workdir.
 
 Units: squared error per test image summed over 784 pixels in [0, 1]; NLL, ELBO and IWAE bounds in nats per test
 example; PSNR in dB with peak 1, averaged over images.
@@ -74,8 +75,10 @@ def _cmd(config: str) -> str:
     return f"`python launch.py --config={config}`"
 
 
-def table(rows: dict, configs: dict) -> str:
-    """The README's three tables from the rows' results (rows that were not run are left out)."""
+def sections(rows: dict, configs: dict) -> dict[str, str]:
+    """The README's tables from the rows' results, by README section: "main", "conv", "vae", "stacked" (rows that
+    were not run are left out; a section without rows is empty)."""
+    found = {}
     out = ["| main job | test squared error | Bernoulli NLL (nats) | PCA, same K | command wall time | training | "
            "examples/s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name in ("main", "main_code2"):
@@ -85,7 +88,8 @@ def table(rows: dict, configs: dict) -> str:
                 f"{r['test_nll']:.1f} | {r['pca_sq_err']:.2f} | {r['wall_time_s']:.0f} s | "
                 f"{r['train_time_s']:.1f} s | {r['examples_per_s']:,.0f} |"
             )
-    out += ["", "| convolutional AE and controls | K | parameters | test squared error | PCA, same K | "
+    found["main"], out = out, []
+    out += ["| convolutional AE and controls | K | parameters | test squared error | PCA, same K | "
             "command wall time |", "|---|---|---|---|---|---|"]  # fmt: skip
     for name in ("conv", "conv_mlp", "main", "conv_code2", "conv_mlp_code2"):
         if r := rows.get(name):
@@ -101,7 +105,8 @@ def table(rows: dict, configs: dict) -> str:
             f"{r[g + 'corrupted_sq_err']:.1f} ({r[g + 'corrupted_psnr']:.1f} dB) -> denoised "
             f"{r[g + 'sq_err']:.1f} ({r[g + 'psnr']:.1f} dB); clean-input error {r['test_sq_err']:.2f}.",
         ]
-    out += ["", "| VAE | test ELBO | test IWAE-k (k) | active units | training | `eval_time_s` | command wall "
+    found["conv"], out = out, []
+    out += ["| VAE | test ELBO | test IWAE-k (k) | active units | training | `eval_time_s` | command wall "
             "time |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for name in ("vae_linear", "vae", "vae_code2", "vae_conv"):
         if r := rows.get(name):
@@ -117,15 +122,21 @@ def table(rows: dict, configs: dict) -> str:
             f"{r['test_iwae']:.3f} vs exact log-likelihood {r['ppca/ppca_log_lik']:.3f} nats, gap "
             f"{r['ppca/ppca_log_lik'] - r['test_iwae']:.3f}.",
         ]
+    found["vae"], out = out, []
     if r := rows.get("stacked"):
         out += [
-            "",
             f"{_cmd(configs['stacked'])} (784-256-128-30 sigmoid): greedy pretraining + fine-tuning, test squared "
             f"error {r['test_sq_err']:.2f}; the same network from random init with the same fine-tuning steps "
             f"{r['random_init_test_sq_err']:.2f}; PCA-30 {r['pca_sq_err']:.2f}; command wall time "
             f"{r['wall_time_s']:.0f} s.",
         ]
-    return "\n".join(out) + "\n"
+    found["stacked"] = out
+    return {k: "\n".join(v) + "\n" if len(v) > 2 or k == "stacked" and v else "" for k, v in found.items()}
+
+
+def table(rows: dict, configs: dict) -> str:
+    """Every section's table, one after the other."""
+    return "\n".join(t for t in sections(rows, configs).values() if t)
 
 
 def main() -> None:
@@ -148,6 +159,9 @@ def main() -> None:
         print(table(rows, configs), flush=True)
     with open(os.path.join(args.workdir, "table.md"), "w") as f:
         f.write(table(rows, configs))
+    for section, text in sections(rows, configs).items():  # one file per README section
+        with open(os.path.join(args.workdir, f"{section}.md"), "w") as f:
+            f.write(text)
     with open(os.path.join(args.workdir, "results.json"), "w") as f:
         json.dump({n: {k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}
                    for n, r in rows.items()}, f, indent=2)  # fmt: skip
