@@ -92,11 +92,12 @@ def rewrite(text: str, read, *, name: str = "README") -> str:
 
     Args:
       text: the README's text.
-      read: path (as written in the marker) -> the results file's text.
+      read: path (as written in the marker) -> the results file's text, or None to keep the block unchanged.
     """
     out, pos = [], 0
     for b in blocks(text, name=name):
-        out += [text[pos : b.start], _body(read(b.path))]
+        new = read(b.path)  # None: keep the block as it is (its file is missing; check() reports it)
+        out += [text[pos : b.start], text[b.start : b.stop] if new is None else _body(new)]
         pos = b.stop
     return "".join(out) + text[pos:]
 
@@ -156,7 +157,11 @@ def main(argv=None) -> int:
     if not args.check:
         for readme in readmes(root):
             text = readme.read_text()
-            new = rewrite(text, lambda p, d=readme.parent: generated(d / p), name=str(readme.relative_to(root)))
+
+            def read(path, folder=readme.parent):
+                return generated(folder / path) if (folder / path).is_file() else None
+
+            new = rewrite(text, read, name=str(readme.relative_to(root)))
             if new != text:
                 readme.write_text(new)
                 print(f"rewrote {readme.relative_to(root)}")
