@@ -11,6 +11,9 @@ A README marks a generated block with the results file it copies, relative to th
 The copy ends with a line saying where the numbers come from, read from the `meta.json` beside the file: the
 command that reproduces them, the commit, date, machine and wall time.
 
+`experiments/STATUS.md` (a block of the top-level README) lists every experiment and benchmark with the commit,
+date and wall time of its results, from their `meta.json` files; `python -m experiments.tables` rewrites it.
+
 `python -m experiments.tables` rewrites every block of every README (the top-level one, experiments/*/ and
 benchmarks/) from its file; `python -m experiments.tables --check` only reports. `check(root)` is what the test
 suite runs: a block that differs from its file, a file that does not exist, or a results folder whose `meta.json`
@@ -102,6 +105,32 @@ def rewrite(text: str, read, *, name: str = "README") -> str:
     return "".join(out) + text[pos:]
 
 
+STATUS = "experiments/STATUS.md"  # derived from every results folder's meta.json, so it has none of its own
+
+
+def status(root: pathlib.Path) -> str:
+    """The reproduction status of every catalog entry: where its results are, the commit, date, wall time and
+    load they were measured at, or that it has not been run through `python -m experiments` yet; and the total."""
+    from experiments import reproduce  # the catalog (imported here: reproduce's subprocesses need no tables)
+
+    rows = [
+        "| entry | results | commit | date | wall time | load average at the start |",
+        "|---|---|---|---|---|---|",
+    ]
+    total, count = 0.0, 0
+    for name, entry in {**reproduce.EXPERIMENTS, **reproduce.BENCHMARKS}.items():
+        meta = root / entry.results / META
+        if not meta.is_file():
+            rows.append(f"| {name} | not run through `python -m experiments` yet | | | | |")
+            continue
+        m = json.loads(meta.read_text())
+        total, count = total + m["wall_time_s"], count + 1
+        rows.append(f"| {name} | [`{entry.results}/`]({entry.results}/) | {m['commit'][:7]} | {m['date'][:10]} | "
+                    f"{_duration(m['wall_time_s'])} | {m['machine']['load_average'][0]} |")  # fmt: skip
+    rows.append(f"| total of the {count} entries with results | | | | {_duration(total)} | |")
+    return "\n".join(rows) + "\n"
+
+
 def readmes(root: pathlib.Path) -> list[pathlib.Path]:
     """The READMEs that may hold generated blocks: the top-level one, each experiment's and the benchmarks'."""
     found = [root / "README.md", root / "benchmarks" / "README.md", *sorted(root.glob("experiments/*/README.md"))]
@@ -131,6 +160,12 @@ def check(root: pathlib.Path) -> list[str]:
                 continue
             if text[b.start : b.stop] != _body(generated(file)):
                 problems.append(f"{rel}: the block of {b.path} differs from it (python -m experiments.tables)")
+            if file.resolve() == (root / STATUS).resolve():
+                if file.read_text() != status(root):
+                    problems.append(
+                        f"{STATUS} is not the status of the results folders (python -m experiments.tables)"
+                    )
+                continue
             metas.setdefault(file.parent / META, []).append(f"{rel} ({b.path})")
     for meta, users in metas.items():
         where = ", ".join(users)
@@ -155,6 +190,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     root = pathlib.Path(args.root)
     if not args.check:
+        if (root / STATUS).parent.is_dir() and (root / "experiments" / "reproduce.py").is_file():
+            (root / STATUS).write_text(status(root))
         for readme in readmes(root):
             text = readme.read_text()
 

@@ -127,3 +127,11 @@ def test_code_state_names_uncommitted_code_but_not_results_files(repo, monkeypat
     state = reproduce.code_state()
     assert state["uncommitted_code"] == ["experiments/toy/run.py"]
     assert len(state["commit"]) == 40 and state["commit"] != head
+
+
+def test_status_lists_every_entry_and_the_total_of_those_with_results(repo):
+    text = tables.status(ROOT)
+    names = [line.split(" | ")[0].lstrip("| ") for line in text.splitlines()[2:-1]]
+    assert names == [*reproduce.EXPERIMENTS, *reproduce.BENCHMARKS]
+    root, exp, head = repo  # a repository without the catalog's results folders: nothing re-run, total 0
+    assert "| total of the 0 entries with results | | | | 0 s | |" in tables.status(root)
