@@ -1,7 +1,8 @@
 """Generated tables in the READMEs: the text between two markers is a copy of a results file, and a check that
 no copy is stale.
 
-A README marks a generated block with the results file it copies, relative to the README's folder:
+A README marks a generated block with the results file it copies, relative to the README's folder (a
+`#heading` suffix copies only the file's `## heading` section):
 
     <!-- begin generated: results/table.md -->
     | run | error |          <- rewritten by `python -m experiments.tables` from results/table.md
@@ -83,11 +84,32 @@ def provenance(meta: dict) -> str:
     return f"*Measured by `python -m experiments --only={name}` at {'; '.join(parts)}.*\n"
 
 
-def generated(file: pathlib.Path) -> str:
-    """A generated block's body: the results file, then its provenance line if a `meta.json` is beside it."""
-    body = _body(file.read_text())
+def section(text: str, heading: str) -> str:
+    """The part of a results file under its `## <heading>` line, up to the next `## ` line (heading excluded).
+
+    Raises:
+      KeyError: no such heading; the message lists the file's headings.
+    """
+    parts = re.split(r"^## (.+)\n", text, flags=re.MULTILINE)
+    found = dict(zip(parts[1::2], parts[2::2], strict=True))
+    if heading not in found:
+        raise KeyError(f"no '## {heading}' in the results file; its sections: {', '.join(found) or 'none'}")
+    return found[heading].strip("\n") + "\n"
+
+
+def generated(file: pathlib.Path, heading: str = "") -> str:
+    """A generated block's body: the results file (or its `## <heading>` section), then its provenance line if a
+    `meta.json` is beside it."""
+    text = file.read_text()
+    body = _body(section(text, heading) if heading else text)
     meta = file.parent / META
     return body + "\n" + provenance(json.loads(meta.read_text())) if meta.is_file() else body
+
+
+def _target(folder: pathlib.Path, path: str) -> tuple[pathlib.Path, str]:
+    """A marker's path `results/tables.md#oneclass` -> (the file, the section heading or "")."""
+    name, _, heading = path.partition("#")
+    return folder / name, heading
 
 
 def rewrite(text: str, read, *, name: str = "README") -> str:
@@ -154,11 +176,16 @@ def check(root: pathlib.Path) -> list[str]:
             problems.append(str(e))
             continue
         for b in found:
-            file = readme.parent / b.path
+            file, heading = _target(readme.parent, b.path)
             if not file.is_file():
                 problems.append(f"{rel}: generated block names {b.path}, which does not exist")
                 continue
-            if text[b.start : b.stop] != _body(generated(file)):
+            try:
+                body = _body(generated(file, heading))
+            except KeyError as e:
+                problems.append(f"{rel}: {b.path}: {e.args[0]}")
+                continue
+            if text[b.start : b.stop] != body:
                 problems.append(f"{rel}: the block of {b.path} differs from it (python -m experiments.tables)")
             if file.resolve() == (root / STATUS).resolve():
                 if file.read_text() != status(root):
@@ -196,7 +223,8 @@ def main(argv=None) -> int:
             text = readme.read_text()
 
             def read(path, folder=readme.parent):
-                return generated(folder / path) if (folder / path).is_file() else None
+                file, heading = _target(folder, path)
+                return generated(file, heading) if file.is_file() else None
 
             new = rewrite(text, read, name=str(readme.relative_to(root)))
             if new != text:

@@ -135,3 +135,11 @@ def test_status_lists_every_entry_and_the_total_of_those_with_results(repo):
     assert names == [*reproduce.EXPERIMENTS, *reproduce.BENCHMARKS]
     root, exp, head = repo  # a repository without the catalog's results folders: nothing re-run, total 0
     assert "| total of the 0 entries with results | | | | 0 s | |" in tables.status(root)
+
+
+def test_a_block_can_copy_one_section_of_a_results_file():
+    text = "## kdd\n\n| a |\n|---|\n\n## oneclass\n| b |\n|---|\n| 1 |\n"
+    assert tables.section(text, "oneclass") == "| b |\n|---|\n| 1 |\n"
+    assert tables.section(text, "kdd") == "| a |\n|---|\n"
+    with pytest.raises(KeyError, match="its sections: kdd, oneclass"):
+        tables.section(text, "probe")
