@@ -30,7 +30,7 @@ import re
 import subprocess
 import sys
 
-BEGIN = re.compile(r"^<!-- begin generated: (?P<path>\S+) -->\n", re.MULTILINE)
+BEGIN = re.compile(r"^<!-- begin generated: (?P<path>[^\n]+?) -->\n", re.MULTILINE)  # a #heading may have spaces
 END = "<!-- end generated -->\n"
 META = "meta.json"
 
