@@ -37,10 +37,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import aejax
 from aejax import build, objectives, optim, sharding, sweep
 from aejax import train_step as ts
 from aejax.models import get_model
-from configs import sae as sae_config
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(aejax.__file__))))  # the repo root
+from configs import sae as sae_config  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
