@@ -131,7 +131,9 @@ def sections(rows: dict, configs: dict) -> dict[str, str]:
             f"{r['wall_time_s']:.0f} s.",
         ]
     found["stacked"] = out
-    return {k: "\n".join(v) + "\n" if len(v) > 2 or k == "stacked" and v else "" for k, v in found.items()}
+    # A table section with nothing under its two header lines is empty; "stacked" is a sentence, not a table.
+    has_rows = {k: len(v) > (0 if k == "stacked" else 2) for k, v in found.items()}
+    return {k: "\n".join(v) + "\n" if has_rows[k] else "" for k, v in found.items()}
 
 
 def table(rows: dict, configs: dict) -> str:
